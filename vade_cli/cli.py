@@ -1,0 +1,134 @@
+"""`vade-run`: the Hydra entry point. Known errors become one line on stderr and exit code 2.
+
+Exit codes: 0 done; 1 training diverged or a sweep had failed jobs; 2 bad input (config, data,
+checkpoint, folder); 130/143 interrupted by SIGINT/SIGTERM after saving a resumable checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vade_cli import checkpoint, report
+from vade_cli.errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged, UserError
+
+# Overrides a resumed run may take: where and how it runs, not what it computes.
+RESUME_ALLOWED = ("resume", "device", "report", "hydra")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    report.console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def one_line(exc: BaseException) -> str:
+    """Hydra's and OmegaConf's messages span lines (option lists, full keys); fold them into one."""
+    text = str(exc)
+    text = re.sub(r"\n\s*Available options in '([^']+)':", r"; available options for \1:", text)
+    text = re.sub(r"\n\t", " ", text)
+    text = re.sub(r"\s*\n\s*", "; ", text.strip())
+    return text.split("; full_key:")[0]
+
+
+def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path]:
+    """The interrupted run's own config, with only harmless overrides applied."""
+    run_dir = Path(str(cfg.resume)).expanduser()
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        raise CheckpointError(f"{run_dir} is not a vade-cli run folder (no .hydra/config.yaml); pass the folder of the run")
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key.split(".", 1)[0].split("/", 1)[0] not in RESUME_ALLOWED:
+            raise ConfigError(
+                f"resume continues a run exactly as configured; '{override}' would change it (only device and report "
+                "settings may change). Start a new run instead"
+            )
+    resumed = OmegaConf.load(saved)
+    for group in ("device", "report"):
+        resumed[group] = cfg[group]
+    resumed.resume = str(run_dir)
+    if not (run_dir / checkpoint.LAST).is_file() and not (run_dir / checkpoint.PRETRAIN).is_file():
+        raise CheckpointError(f"{run_dir} has no checkpoint to resume from (checkpoints/last.pt or pretrain.pt)")
+    return resumed, run_dir
+
+
+def run_task(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    from vade_cli.run import train_run
+
+    if cfg.resume:
+        cfg, run_dir = resume_config(cfg, list(HydraConfig.get().overrides.task))
+    if cfg.task == "train":
+        result = train_run(cfg, run_dir)
+        report.print_summary(result)
+        return result
+    if cfg.task in ("predict", "sample"):
+        from vade_cli import tasks
+
+        return tasks.TASKS[cfg.task](cfg, run_dir)
+    raise ConfigError(f"task must be one of train, predict, sample, got '{cfg.task}'")
+
+
+def record_failure(run_dir: Path, message: str, cfg: DictConfig) -> None:
+    """A failed sweep job still leaves a report, so the sweep table can name the failure."""
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:
+        config = OmegaConf.to_container(cfg, resolve=False)
+    report.write_report(run_dir, {"status": "failed", "error": message, "run_dir": str(run_dir), "config": config})
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def hydra_app(cfg: DictConfig) -> Any:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        return run_task(cfg, run_dir)
+    except Interrupted as exc:
+        code = 128 + (signal.SIGTERM if "SIGTERM" in str(exc) else signal.SIGINT)
+        where = Path(str(cfg.resume)) if cfg.resume else run_dir
+        fail(f"{exc}; checkpoint saved in {where / 'checkpoints'}; resume with: vade-run resume={where}", code)
+    except (UserError, TrainingDiverged, OSError, OmegaConfBaseException) as exc:
+        message = _message(exc)
+        if not in_sweep:
+            fail(message, 1 if isinstance(exc, TrainingDiverged) else 2)
+        record_failure(run_dir, message, cfg)
+        report.console.print(f"[bold red]job {hydra_cfg.job.num} failed:[/] {message}", highlight=False)
+        return None
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, UserError):
+        target = exc.filename or "the output folder"
+        return f"cannot write {target}: {exc.strerror or exc}; choose a writable folder (paths.output_root=...)"
+    return one_line(exc)
+
+
+def main() -> None:
+    """Console entry point: run Hydra, turn its composition errors into one line, report sweep failures."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let Hydra's errors reach us instead of printing a trace
+    try:
+        hydra_app()
+    except (HydraException, OmegaConfBaseException) as exc:
+        fail(one_line(exc))
+    except OSError as exc:
+        fail(_message(exc))
+    from vade_cli import table
+
+    if table.LAST_SWEEP_FAILURES:
+        fail(f"{table.LAST_SWEEP_FAILURES} sweep job(s) failed; see the failed rows in table.md", 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Datasets: a registry from config name to loader, each returning one validated in-memory `Dataset`.
+
+Loaders live in their own modules and register themselves with `@register("name")`; `load(cfg)`
+looks the name up, loads, scales, subsamples (`limit`) and validates, so every dataset reaches the
+model in the same shape: x float32 [N, D], y int64 [N] or None.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from omegaconf import DictConfig
+
+from vade_cli.errors import DataError
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+SCALINGS = ("none", "minmax", "standard")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features, optional labels, and how the decoder should model them."""
+
+    name: str
+    x: np.ndarray  # float32 [N, D]
+    y: np.ndarray | None  # int64 [N] (labels for reporting only) or None
+    likelihood: str  # "bernoulli" (x in [0,1]) or "gaussian"
+    image_shape: tuple[int, int] | None = None  # (H, W) when rows are images
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x.shape[1])
+
+    def fingerprint(self) -> str:
+        """Digest of the content (not the name), so caches follow the data itself."""
+        h = hashlib.sha256()
+        h.update(str(self.x.shape).encode())
+        h.update(np.ascontiguousarray(self.x).tobytes())
+        if self.y is not None:
+            h.update(np.ascontiguousarray(self.y).tobytes())
+        return h.hexdigest()[:16]
+
+
+Loader = Callable[[DictConfig], Dataset]
+_LOADERS: dict[str, Loader] = {}
+
+
+def register(name: str) -> Callable[[Loader], Loader]:
+    def wrap(fn: Loader) -> Loader:
+        _LOADERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def available() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def default_root() -> Path:
+    """Where dataset files are looked for unless `dataset.root` says otherwise."""
+    if os.environ.get("VADE_DATA_DIR"):
+        return Path(os.environ["VADE_DATA_DIR"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "vade-cli" / "data"
+
+
+def resolve_root(cfg: DictConfig) -> Path:
+    root = cfg.get("root")
+    return Path(str(root)).expanduser() if root else default_root()
+
+
+def load(cfg: DictConfig) -> Dataset:
+    """Load the dataset named by `cfg.name`, apply `scale` and `limit`, and validate it."""
+    name = cfg.name
+    if name not in _LOADERS:
+        raise DataError(f"unknown dataset '{name}'; choose one of: {', '.join(available())}")
+    ds = _LOADERS[name](cfg)
+    ds = _apply_scale(ds, str(cfg.get("scale") or "none"))
+    limit = cfg.get("limit")
+    if limit is not None:
+        ds = stratified_subset(ds, int(limit), seed=int(cfg.get("limit_seed", 0)))
+    validate(ds)
+    return ds
+
+
+def _apply_scale(ds: Dataset, scale: str) -> Dataset:
+    if scale not in SCALINGS:
+        raise DataError(f"dataset.scale must be one of {', '.join(SCALINGS)}, got '{scale}'")
+    x = ds.x.astype(np.float64)
+    if scale == "minmax":
+        lo, hi = x.min(axis=0), x.max(axis=0)
+        x = (x - lo) / np.where(hi > lo, hi - lo, 1.0)
+    elif scale == "standard":
+        sd = x.std(axis=0)
+        x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    else:
+        return ds
+    return Dataset(ds.name, x.astype(np.float32), ds.y, ds.likelihood, ds.image_shape)
+
+
+def stratified_subset(ds: Dataset, limit: int, seed: int = 0) -> Dataset:
+    """Keep `limit` rows, in class proportions when labels exist (for quick looks)."""
+    if limit < 1:
+        raise DataError(f"dataset.limit must be a positive number of samples, got {limit}")
+    if limit >= ds.n_samples:
+        return ds
+    rng = np.random.default_rng(seed)
+    if ds.y is None:
+        idx = rng.choice(ds.n_samples, size=limit, replace=False)
+    else:
+        from sklearn.model_selection import train_test_split
+
+        idx, _ = train_test_split(
+            np.arange(ds.n_samples), train_size=limit, stratify=ds.y, random_state=seed
+        )
+    idx = np.sort(idx)
+    return Dataset(ds.name, ds.x[idx], None if ds.y is None else ds.y[idx], ds.likelihood, ds.image_shape)
+
+
+def validate(ds: Dataset) -> None:
+    """Reject data the model cannot learn from, with a message naming the problem."""
+    x = ds.x
+    if x.ndim != 2:
+        raise DataError(f"{ds.name}: features must be a 2-D array [samples, features], got shape {x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataError(f"{ds.name}: the data is empty (shape {x.shape})")
+    if x.shape[0] < 2:
+        raise DataError(f"{ds.name}: only {x.shape[0]} sample; clustering needs at least 2")
+    if x.dtype != np.float32:
+        raise DataError(f"{ds.name}: features must be float32, got {x.dtype}")
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).any(axis=1).sum())
+        raise DataError(f"{ds.name}: {bad} rows contain NaN or inf; clean or drop them first")
+    if ds.likelihood not in LIKELIHOODS:
+        raise DataError(f"{ds.name}: likelihood must be one of {', '.join(LIKELIHOODS)}, got '{ds.likelihood}'")
+    if ds.likelihood == "bernoulli" and (x.min() < 0 or x.max() > 1):
+        raise DataError(
+            f"{ds.name}: a Bernoulli likelihood needs features in [0,1] (got [{x.min():.3g}, {x.max():.3g}]); "
+            "set dataset.scale=minmax or dataset.likelihood=gaussian"
+        )
+    if ds.y is not None:
+        if ds.y.shape != (x.shape[0],):
+            raise DataError(f"{ds.name}: {ds.y.shape[0] if ds.y.ndim else 0} labels for {x.shape[0]} samples; they must match")
+        if ds.y.dtype != np.int64:
+            raise DataError(f"{ds.name}: labels must be int64, got {ds.y.dtype}")
+
+
+# Loader modules register themselves on import.
+from vade_cli.data import builtin  # noqa: E402,F401

@@ -1,0 +1,193 @@
+"""VaDE (Jiang et al., IJCAI 2017): a VAE whose prior is a Gaussian mixture p(c) p(z|c).
+
+Generative story:  c ~ Cat(pi),  z ~ N(mu_c, diag sigma2_c),  x ~ p(x | decoder(z)).
+Inference:         q(z, c | x) = q(z | x) q(c | x),  q(z|x) = N(mu~(x), diag sigma2~(x)),
+                   q(c | x) = p(c | z) at a sample z ~ q(z|x) (the paper's choice, eq. 16).
+
+Shapes: B batch, D features, J latent size, K clusters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LOG_2PI = math.log(2 * math.pi)
+LOGVAR_MIN, LOGVAR_MAX = -12.0, 12.0  # keeps variances in [6e-6, 1.6e5]: no log(0), no overflow
+
+
+def mlp(widths: list[int]) -> nn.Sequential:
+    """Linear + ReLU after every layer (the last too: heads are added by the caller)."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """x [B,D] -> (mu [B,J], logvar [B,J]) of q(z|x)."""
+
+    def __init__(self, n_features: int, hidden: list[int], latent_dim: int, logvar_init: float):
+        super().__init__()
+        self.body = mlp([n_features, *hidden])
+        self.mean = nn.Linear(hidden[-1], latent_dim)
+        self.logvar = nn.Linear(hidden[-1], latent_dim)
+        # Small, input-independent variances at the start. Copying the mean head's weights here (as one
+        # public port does) makes sigma2~ track mu~ and VaDE collapses on small data.
+        nn.init.zeros_(self.logvar.weight)
+        nn.init.constant_(self.logvar.bias, logvar_init)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.body(x)
+        return self.mean(h), self.logvar(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+
+class Decoder(nn.Module):
+    """z [B,J] -> parameters of p(x|z) [B,D]: Bernoulli logits or Gaussian means."""
+
+    def __init__(self, latent_dim: int, hidden: list[int], n_features: int):
+        super().__init__()
+        self.body = mlp([latent_dim, *reversed(hidden)])
+        self.out = nn.Linear(hidden[0], n_features)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.out(self.body(z))
+
+
+class GaussianMixturePrior(nn.Module):
+    """p(c) p(z|c) with pi = softmax(logits) (always on the simplex) and log-parametrised variances."""
+
+    def __init__(self, n_clusters: int, latent_dim: int):
+        super().__init__()
+        self.pi_logits = nn.Parameter(torch.zeros(n_clusters))
+        self.mu = nn.Parameter(torch.randn(n_clusters, latent_dim))
+        self.log_var = nn.Parameter(torch.zeros(n_clusters, latent_dim))
+
+    @property
+    def n_clusters(self) -> int:
+        return self.mu.shape[0]
+
+    def log_pi(self) -> Tensor:  # [K]
+        return torch.log_softmax(self.pi_logits, dim=0)
+
+    def clamped_log_var(self) -> Tensor:  # [K,J]
+        return self.log_var.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+    def log_joint(self, z: Tensor) -> Tensor:
+        """log p(c) + log N(z; mu_c, sigma2_c) for every cluster at once: z [B,J] -> [B,K]."""
+        log_var = self.clamped_log_var()
+        sq = (z.unsqueeze(1) - self.mu).pow(2) * torch.exp(-log_var)  # [B,K,J]
+        log_normal = -0.5 * (LOG_2PI + log_var + sq).sum(-1)  # [B,K]
+        return self.log_pi() + log_normal
+
+    def log_responsibilities(self, z: Tensor) -> Tensor:
+        """log p(c|z) [B,K], normalised by log-sum-exp: finite even far from every cluster mean."""
+        return torch.log_softmax(self.log_joint(z), dim=1)
+
+    @torch.no_grad()
+    def set_from_gmm(self, weights: Tensor, means: Tensor, variances: Tensor) -> None:
+        self.pi_logits.copy_(torch.log(weights.clamp_min(1e-12)))
+        self.mu.copy_(means)
+        self.log_var.copy_(torch.log(variances).clamp(LOGVAR_MIN, LOGVAR_MAX))
+
+
+def reconstruction_nll(x: Tensor, decoded: Tensor, likelihood: str, obs_variance: float) -> Tensor:
+    """-log p(x|z) summed over features: [B,D] -> [B]."""
+    if likelihood == "bernoulli":
+        return F.binary_cross_entropy_with_logits(decoded, x, reduction="none").sum(-1)
+    sq = (x - decoded).pow(2).sum(-1)
+    return 0.5 * (sq / obs_variance + x.shape[-1] * (LOG_2PI + math.log(obs_variance)))
+
+
+def elbo_terms(prior: GaussianMixturePrior, mu: Tensor, logvar: Tensor, log_gamma: Tensor) -> dict[str, Tensor]:
+    """The analytic (given q(c|x)) non-reconstruction parts of the negative ELBO, per sample [B].
+
+    kl_z = E_q(c|x)[ KL(q(z|x) || p(z|c)) ]   = -E_q[log p(z|c)] - H[q(z|x)]
+    kl_c = KL(q(c|x) || p(c))                 = -E_q[log p(c)]   - H[q(c|x)]
+    """
+    gamma = log_gamma.exp()  # [B,K]
+    log_var_c = prior.clamped_log_var()  # [K,J]
+    var_ratio = torch.exp(logvar.unsqueeze(1) - log_var_c)  # sigma2~ / sigma2_c, [B,K,J]
+    mean_term = (mu.unsqueeze(1) - prior.mu).pow(2) * torch.exp(-log_var_c)  # [B,K,J]
+    neg_log_pz_c = 0.5 * (LOG_2PI + log_var_c + var_ratio + mean_term).sum(-1)  # -E_q(z)[log p(z|c)], [B,K]
+    entropy_z = 0.5 * (1.0 + LOG_2PI + logvar).sum(-1)  # [B]
+    kl_z = (gamma * neg_log_pz_c).sum(-1) - entropy_z
+    kl_c = (gamma * (log_gamma - prior.log_pi())).sum(-1)
+    return {"kl_z": kl_z, "kl_c": kl_c}
+
+
+class VaDE(nn.Module):
+    """Encoder, decoder and mixture prior, with the paper's one-sample SGVB estimate of the ELBO."""
+
+    def __init__(
+        self,
+        n_features: int,
+        n_clusters: int,
+        hidden: list[int],
+        latent_dim: int,
+        likelihood: str = "bernoulli",
+        logvar_init: float = -5.0,
+        obs_variance: float = 1.0,
+    ):
+        super().__init__()
+        self.likelihood = likelihood
+        self.obs_variance = obs_variance
+        self.encoder = Encoder(n_features, hidden, latent_dim, logvar_init)
+        self.decoder = Decoder(latent_dim, hidden, n_features)
+        self.prior = GaussianMixturePrior(n_clusters, latent_dim)
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        return [*self.encoder.parameters(), *self.decoder.parameters()]
+
+    def autoencoder_loss(self, x: Tensor) -> dict[str, Tensor]:
+        """Pretraining objective: reconstruct x through the latent mean (no sampling, no prior)."""
+        mu, _ = self.encoder(x)
+        recon = reconstruction_nll(x, self.decoder(mu), self.likelihood, self.obs_variance).mean()
+        return {"loss": recon, "recon": recon}
+
+    def negative_elbo(self, x: Tensor, eps: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """Batch-mean -ELBO and its terms, from one reparameterised sample z = mu + sigma * eps.
+
+        The same z feeds the reconstruction and q(c|x) = p(c|z). Also returns argmax_c q(c|x) at
+        z = mu for this batch, which costs one [B,K] pass and gives free per-epoch assignments.
+        """
+        mu, logvar = self.encoder(x)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        recon = reconstruction_nll(x, self.decoder(z), self.likelihood, self.obs_variance)
+        log_gamma = self.prior.log_responsibilities(z)
+        kl = elbo_terms(self.prior, mu, logvar, log_gamma)
+        terms = {"recon": recon.mean(), "kl_z": kl["kl_z"].mean(), "kl_c": kl["kl_c"].mean()}
+        terms["loss"] = terms["recon"] + terms["kl_z"] + terms["kl_c"]
+        with torch.no_grad():
+            assignments = self.prior.log_joint(mu).argmax(1)
+        return terms, assignments
+
+    @torch.inference_mode()
+    def latent_means(self, x: Tensor, batch_size: int = 4096) -> Tensor:
+        return torch.cat([self.encoder(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)])
+
+    @torch.inference_mode()
+    def predict_proba(self, x: Tensor, batch_size: int = 4096) -> Tensor:
+        """q(c|x) at z = the encoder's mean: deterministic. [N,K]"""
+        return self.prior.log_responsibilities(self.latent_means(x, batch_size)).exp()
+
+    @torch.inference_mode()
+    def predict(self, x: Tensor, batch_size: int = 4096) -> Tensor:
+        return self.prior.log_joint(self.latent_means(x, batch_size)).argmax(1)
+
+    @torch.inference_mode()
+    def sample(self, n_per_cluster: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Draw z ~ N(mu_c, sigma2_c) for every cluster c and decode: (x [K*n, D], c [K*n]).
+
+        Bernoulli data returns pixel probabilities, Gaussian data the decoder means.
+        """
+        prior = self.prior
+        k, j = prior.mu.shape
+        c = torch.arange(k, device=prior.mu.device).repeat_interleave(n_per_cluster)
+        eps = torch.randn(k * n_per_cluster, j, generator=generator, device=prior.mu.device)
+        z = prior.mu[c] + torch.exp(0.5 * prior.clamped_log_var()[c]) * eps
+        out = self.decoder(z)
+        return (torch.sigmoid(out) if self.likelihood == "bernoulli" else out), c

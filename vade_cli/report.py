@@ -1,0 +1,89 @@
+"""What a run leaves behind for people: metrics.jsonl, report.json and the terminal summary."""
+
+from __future__ import annotations
+
+import json
+import platform
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vade_cli import checkpoint
+
+console = Console(stderr=True)
+
+_PACKAGES = ("vade-cli", "torch", "numpy", "scikit-learn", "scipy", "hydra-core", "omegaconf")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_metrics_log(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """metrics.jsonl, one JSON object per epoch, rewritten whole so it always matches the checkpoint."""
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    checkpoint.atomic_write_text(run_dir / checkpoint.METRICS, text)
+
+
+def read_metrics_log(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / checkpoint.METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_report(run_dir: Path, report: dict[str, Any]) -> None:
+    checkpoint.atomic_write_json(run_dir / checkpoint.REPORT, report)
+
+
+@contextmanager
+def progress_bars(enabled: bool = True) -> Iterator[Progress | None]:
+    """Rich progress bars on stderr (one per phase); silent when stderr is not a terminal."""
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("[bold]{task.description:<32}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield progress
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-"
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """One table: AE+GMM init against final VaDE, and where the time went."""
+    table = Table(title=f"VaDE on {report['dataset']['name']} (K={report['n_clusters']}, seed {report['seed']})")
+    table.add_column("stage")
+    for col in ("ACC", "NMI", "ARI"):
+        table.add_column(col, justify="right")
+    for label, key in (("AE + GMM init", "gmm_init"), ("VaDE", "final")):
+        m = report["metrics"].get(key, {})
+        table.add_row(label, _fmt(m.get("acc")), _fmt(m.get("nmi")), _fmt(m.get("ari")))
+    console.print(table)
+    t = report["timings"]
+    cache = " (cached autoencoder)" if report.get("pretrain_cache_hit") else ""
+    console.print(
+        f"wall time {t['total_s']:.1f}s: pretrain {t['pretrain_s']:.1f}s{cache}, GMM {t['gmm_s']:.1f}s, "
+        f"train {t['train_s']:.1f}s on {report['device']}"
+    )
+    if not report["metrics"].get("final"):
+        console.print("no labels: ACC/NMI/ARI need labels; see the ELBO in metrics.jsonl")
+    console.print(f"run folder: {report['run_dir']}")

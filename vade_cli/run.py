@@ -1,0 +1,127 @@
+"""One training run, in order: data -> autoencoder -> GMM init -> VaDE -> evaluation -> report.
+
+`train_run(cfg, run_dir)` is a plain function (tests and sweeps call it directly); it picks up
+where an interrupted run in the same folder stopped, from whichever checkpoint is there.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vade_cli import checkpoint, data, metrics, pretrain, report, train
+from vade_cli.device import configure, resolve_device, seed_everything
+from vade_cli.model import VaDE
+from vade_cli.validate import check_against_data, check_config
+
+
+def build_model(cfg: DictConfig, dataset: data.Dataset) -> VaDE:
+    m = cfg.model
+    return VaDE(
+        n_features=dataset.n_features,
+        n_clusters=int(cfg.n_clusters),
+        hidden=[int(h) for h in m.hidden],
+        latent_dim=int(m.latent_dim),
+        likelihood=dataset.likelihood,
+        logvar_init=float(m.logvar_init),
+        obs_variance=float(m.obs_variance),
+    )
+
+
+def prepare(cfg: DictConfig) -> tuple[torch.device, data.Dataset]:
+    """Validate the config, pick the device, load and check the data: all before anything is written."""
+    check_config(cfg)
+    device = resolve_device(cfg.device)
+    configure(cfg.device, device)
+    dataset = data.load(cfg.dataset)
+    check_against_data(cfg, dataset.n_samples)
+    return device, dataset
+
+
+def evaluate(model: VaDE, x: torch.Tensor, y: np.ndarray | None) -> tuple[np.ndarray, dict[str, float]]:
+    """Deterministic predictions (z = encoder mean) and their scores."""
+    model.eval()
+    pred = model.predict(x).cpu().numpy()
+    return pred, metrics.scores(y, pred)
+
+
+def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> dict[str, Any]:
+    """Run the whole pipeline into `run_dir` and return the report (also written as report.json)."""
+    t_start = time.perf_counter()
+    device, dataset = prepare(cfg)
+    run_dir = Path(run_dir)
+    seed = int(cfg.seed)
+    seed_everything(seed)
+    model = build_model(cfg, dataset).to(device)
+    x = torch.as_tensor(dataset.x, device=device)
+
+    train_resume = _existing(run_dir / checkpoint.LAST, "train")
+    pretrain_resume = None if train_resume else _existing(run_dir / checkpoint.PRETRAIN, "pretrain")
+    cache_path = None
+    if cfg.pretrain.cache:
+        key = pretrain.cache_key(dataset.fingerprint(), cfg.model, cfg.pretrain, seed)
+        cache_path = Path(cfg.paths.cache_dir) / "pretrain" / f"{key}.pt"
+
+    stop = train.StopRequest()
+    with stop.installed(), report.progress_bars(progress_enabled) as progress:
+        if train_resume is None:
+            pre = pretrain.pretrain_autoencoder(
+                model, x, cfg.pretrain, seed, run_dir / checkpoint.PRETRAIN, cache_path, stop, progress,
+                pretrain_resume,
+            )
+            snapshot = pretrain.fit_gmm_prior(model, x, dataset.y, cfg.pretrain, seed)
+            pretrain.save_snapshot(run_dir, snapshot)
+            pretrain_summary = {"seconds": pre.seconds, "cache_hit": pre.cache_hit, "history": pre.history}
+        else:
+            snapshot = checkpoint.load(run_dir / checkpoint.GMM_INIT_PT, kind="gmm_init")
+            pretrain_summary = train_resume["pretrain_summary"]
+
+        pretrain_log = [{"phase": "pretrain", **r} for r in pretrain_summary["history"]]
+
+        def on_epoch_end(history: list[dict[str, Any]], assignments: torch.Tensor | None) -> None:
+            if assignments is not None:
+                history[-1].update(metrics.scores(dataset.y, assignments.cpu().numpy()))
+            report.write_metrics_log(run_dir, pretrain_log + [{"phase": "train", **r} for r in history])
+
+        t_train = time.perf_counter()
+        model.train()
+        history = train.fit(
+            model, x, cfg.train, seed, run_dir / checkpoint.LAST, stop, progress, train_resume, on_epoch_end,
+            extra={"pretrain_summary": pretrain_summary},
+        )
+        train_seconds = time.perf_counter() - t_train
+
+    pred, final = evaluate(model, x, dataset.y)
+    result = {
+        "status": "completed",
+        "run_dir": str(run_dir),
+        "dataset": {"name": dataset.name, "n_samples": dataset.n_samples, "n_features": dataset.n_features,
+                    "likelihood": dataset.likelihood, "has_labels": dataset.y is not None},
+        "n_clusters": int(cfg.n_clusters),
+        "seed": seed,
+        "device": str(device),
+        "metrics": {"gmm_init": snapshot["metrics"], "final": final},
+        "final_elbo": -history[-1]["loss"] if history else None,
+        "cluster_sizes": np.bincount(pred, minlength=int(cfg.n_clusters)).tolist(),
+        "epochs": len(history),
+        "pretrain_cache_hit": bool(pretrain_summary["cache_hit"]),
+        "timings": {
+            "pretrain_s": float(pretrain_summary["seconds"]),
+            "gmm_s": float(snapshot["seconds"]),
+            "train_s": train_seconds,
+            "total_s": time.perf_counter() - t_start,
+        },
+        "versions": report.package_versions(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    report.write_report(run_dir, result)
+    return result
+
+
+def _existing(path: Path, kind: str) -> dict[str, Any] | None:
+    return checkpoint.load(path, kind=kind) if path.is_file() else None

@@ -1,0 +1,242 @@
+"""The epoch loop shared by autoencoder pretraining and VaDE training.
+
+One loop, so both phases get the same guarantees: minibatches are index slices of a per-epoch
+permutation of one on-device tensor; loss terms are summed on the device and read once per epoch;
+a checkpoint (model, optimiser, scheduler, RNG, position inside the epoch) is written atomically at
+epoch ends and when SIGINT/SIGTERM arrives, so a resumed run repeats the uninterrupted one exactly;
+NaN/inf stops the run at the step it appears, before a bad checkpoint can be written.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from vade_cli import checkpoint
+from vade_cli.errors import Interrupted, TrainingDiverged
+
+if TYPE_CHECKING:
+    from vade_cli.model import VaDE
+
+# A step maps batch indices to (loss terms incl. "loss", optional per-sample cluster assignments).
+StepFn = Callable[[Tensor], tuple[dict[str, Tensor], Tensor | None]]
+# Called after each epoch with the history so far (last record = this epoch) and the epoch's assignments;
+# it may add fields to the last record (scores) and write logs.
+EpochEndFn = Callable[[list[dict[str, Any]], Tensor | None], None]
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop polls between steps, so it can save and leave cleanly."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    @contextmanager
+    def installed(self) -> Iterator["StopRequest"]:
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+@dataclass
+class Phase:
+    """Everything the loop needs to run, checkpoint and resume one training phase."""
+
+    name: str  # "pretrain" or "train": names the checkpoint kind and the progress bar
+    step: StepFn
+    module: nn.Module  # whose state_dict is checkpointed
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator  # batches and reparameterisation noise: the only RNG the loop uses
+    n_samples: int
+    batch_size: int
+    epochs: int
+    checkpoint_path: Path
+    checkpoint_every: int = 1
+    on_epoch_end: EpochEndFn | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint (e.g. config digest)
+
+
+def step_lr_factor(decay: float, every: int, floor: float) -> Callable[[int], float]:
+    """lr multiplier: decay^(epoch // every), never below `floor`."""
+    return lambda epoch: max(decay ** (epoch // every), floor)
+
+
+def run_phase(
+    phase: Phase,
+    stop: StopRequest,
+    progress: Any = None,
+    resume: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Run `phase` to its last epoch (from `resume`, a loaded checkpoint, if given); return its history."""
+    device = phase.generator.device
+    n, bs = phase.n_samples, phase.batch_size
+    n_steps = math.ceil(n / bs)
+    sync_each_step = device.type == "cpu"  # a CPU read is free; on a GPU it would stall the queue
+
+    history: list[dict[str, Any]] = []
+    epoch, start_step, perm, sums, assignments = 0, 0, None, None, None
+    if resume is not None:
+        phase.module.load_state_dict(resume["model"])
+        phase.optimizer.load_state_dict(resume["optimizer"])
+        phase.scheduler.load_state_dict(resume["scheduler"])
+        phase.generator.set_state(resume["generator"])
+        history = list(resume["history"])
+        epoch, start_step = resume["epoch"], resume["step"]
+        if resume.get("perm") is not None:
+            perm, sums = resume["perm"].to(device), resume["sums"].to(device)
+            assignments = resume["assignments"].to(device) if resume.get("assignments") is not None else None
+
+    task = None
+    if progress is not None:
+        task = progress.add_task(phase.name, total=phase.epochs * n_steps, completed=epoch * n_steps + start_step)
+
+    keys: list[str] | None = None
+    while epoch < phase.epochs:
+        if perm is None:
+            perm = torch.randperm(n, generator=phase.generator, device=device)
+            start_step, sums, assignments = 0, None, None
+        first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        for s in range(start_step, n_steps):
+            if stop.signum is not None:
+                _save(phase, history, epoch, s, perm, sums, assignments)
+                raise Interrupted(_interrupt_message(phase, stop.signum, epoch, s, n_steps))
+            idx = perm[s * bs : (s + 1) * bs]
+            terms, batch_assign = phase.step(idx)
+            loss = terms["loss"]
+            if sync_each_step and not torch.isfinite(loss):
+                raise TrainingDiverged(_diverged_message(phase, epoch, s))
+            phase.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            phase.optimizer.step()
+            if keys is None:
+                keys = list(terms)
+            stacked = torch.stack([terms[k].detach().float() for k in keys]) * len(idx)
+            sums = stacked if sums is None else sums + stacked
+            if not sync_each_step:
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), s, first_bad)
+            if batch_assign is not None:
+                if assignments is None:
+                    assignments = torch.zeros(n, dtype=torch.long, device=device)
+                assignments[idx] = batch_assign
+            if task is not None:
+                progress.advance(task)
+        bad_step = int(first_bad)  # one sync per epoch
+        if bad_step >= 0 or not _parameters_finite(phase.module):
+            raise TrainingDiverged(_diverged_message(phase, epoch, bad_step if bad_step >= 0 else None))
+        record: dict[str, Any] = {"epoch": epoch + 1, "lr": phase.optimizer.param_groups[0]["lr"]}
+        record.update({k: v / n for k, v in zip(keys or [], sums.tolist())})
+        phase.scheduler.step()
+        history.append(record)
+        if phase.on_epoch_end is not None:
+            phase.on_epoch_end(history, assignments)
+        epoch, perm, sums, assignments = epoch + 1, None, None, None
+        if task is not None:
+            progress.update(task, description=f"{phase.name} {epoch}/{phase.epochs} loss {record['loss']:.2f}")
+        if epoch % phase.checkpoint_every == 0 or epoch == phase.epochs:
+            _save(phase, history, epoch, 0, None, None, None)
+    return history
+
+
+def _parameters_finite(module: nn.Module) -> bool:
+    return bool(torch.stack([torch.isfinite(p).all() for p in module.parameters()]).all())
+
+
+def _save(phase: Phase, history, epoch, step, perm, sums, assignments) -> None:
+    checkpoint.save(
+        phase.checkpoint_path,
+        {
+            "kind": phase.name,
+            "model": phase.module.state_dict(),
+            "optimizer": phase.optimizer.state_dict(),
+            "scheduler": phase.scheduler.state_dict(),
+            "generator": phase.generator.get_state(),
+            "epoch": epoch,
+            "step": step,
+            "perm": perm,
+            "sums": sums,
+            "assignments": assignments,
+            "history": history,
+            **phase.extra,
+        },
+    )
+
+
+def _interrupt_message(phase: Phase, signum: int, epoch: int, step: int, n_steps: int) -> str:
+    name = signal.Signals(signum).name
+    return f"{name} during {phase.name} at epoch {epoch + 1}, step {step}/{n_steps}"
+
+
+def _diverged_message(phase: Phase, epoch: int, step: int | None) -> str:
+    where = f"epoch {epoch + 1}, step {step}" if step is not None else f"epoch {epoch + 1}"
+    return (
+        f"{phase.name} diverged: NaN/inf in the loss or parameters at {where}; likely cause: a learning "
+        f"rate too high for this data, or unscaled features (try a lower lr or dataset.scale=standard)"
+    )
+
+
+def vade_optimizer(model: "VaDE", cfg) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam over networks and prior (the prior may have its own lr), one step-decay schedule for both."""
+    lr = float(cfg.lr)
+    prior_lr = float(cfg.prior_lr) if cfg.prior_lr is not None else lr
+    optimizer = torch.optim.Adam(
+        [
+            {"params": model.network_parameters(), "lr": lr},
+            {"params": list(model.prior.parameters()), "lr": prior_lr},
+        ]
+    )
+    factor = step_lr_factor(float(cfg.lr_decay), int(cfg.lr_decay_every), float(cfg.lr_min) / lr)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit(
+    model: "VaDE",
+    x: Tensor,
+    cfg,
+    seed: int,
+    checkpoint_path: Path,
+    stop: StopRequest,
+    progress: Any = None,
+    resume: dict[str, Any] | None = None,
+    on_epoch_end: EpochEndFn | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Train VaDE on the negative ELBO from its GMM-initialised state; return the per-epoch history."""
+    optimizer, scheduler = vade_optimizer(model, cfg)
+    # A stream of its own, so resuming restores exactly the noise an uninterrupted run would draw.
+    generator = torch.Generator(device=x.device).manual_seed(seed + 1)
+    latent_dim = model.prior.mu.shape[1]
+
+    def step(idx: Tensor):
+        eps = torch.randn(len(idx), latent_dim, generator=generator, device=x.device)
+        return model.negative_elbo(x[idx], eps)
+
+    phase = Phase(
+        name="train",
+        step=step,
+        module=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        generator=generator,
+        n_samples=len(x),
+        batch_size=int(cfg.batch_size),
+        epochs=int(cfg.epochs),
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=int(cfg.checkpoint_every),
+        on_epoch_end=on_epoch_end,
+        extra=extra or {},
+    )
+    return run_phase(phase, stop, progress, resume)

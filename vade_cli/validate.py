@@ -1,0 +1,79 @@
+"""Config checks that run before any work starts, so bad input costs nothing and writes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from vade_cli.errors import ConfigError
+
+TASKS = ("train", "predict", "sample")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def positive_int(name: str, value: Any) -> int:
+    if not _is_int(value) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def positive_number(name: str, value: Any) -> float:
+    if not _is_number(value) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Everything that can be checked without the data."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got '{cfg.task}'")
+    if not _is_int(cfg.seed) or cfg.seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {cfg.seed!r}")
+    n_clusters = cfg.n_clusters
+    if n_clusters is None:
+        raise ConfigError("n_clusters is not set and the dataset has no class count; pass n_clusters=K")
+    if not _is_int(n_clusters) or n_clusters < 2:
+        raise ConfigError(f"n_clusters must be an integer >= 2, got {n_clusters!r}")
+
+    hidden = list(cfg.model.hidden) if cfg.model.hidden is not None else []
+    if not hidden or not all(_is_int(h) and h > 0 for h in hidden):
+        raise ConfigError(f"model.hidden must be a non-empty list of positive widths, got {hidden!r}")
+    positive_int("model.latent_dim", cfg.model.latent_dim)
+    positive_number("model.obs_variance", cfg.model.obs_variance)
+
+    if cfg.pretrain.name == "ae":
+        positive_int("pretrain.epochs", cfg.pretrain.epochs)
+        positive_int("pretrain.batch_size", cfg.pretrain.batch_size)
+        positive_number("pretrain.lr", cfg.pretrain.lr)
+
+    train = cfg.train
+    positive_int("train.epochs", train.epochs)
+    positive_int("train.batch_size", train.batch_size)
+    positive_number("train.lr", train.lr)
+    if train.prior_lr is not None:
+        positive_number("train.prior_lr", train.prior_lr)
+    positive_number("train.lr_decay", train.lr_decay)
+    positive_int("train.lr_decay_every", train.lr_decay_every)
+    if not _is_number(train.lr_min) or train.lr_min < 0:
+        raise ConfigError(f"train.lr_min must be >= 0, got {train.lr_min!r}")
+    positive_int("train.checkpoint_every", train.checkpoint_every)
+    if cfg.device.threads is not None:
+        positive_int("device.threads", cfg.device.threads)
+
+
+def check_against_data(cfg: DictConfig, n_samples: int) -> None:
+    """Checks that need the dataset's size."""
+    if cfg.n_clusters > n_samples:
+        raise ConfigError(f"n_clusters={cfg.n_clusters} exceeds the {n_samples} samples; use at most {n_samples}")
+    if cfg.train.batch_size > n_samples:
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} exceeds the {n_samples} samples; use at most {n_samples}"
+        )
