@@ -55,6 +55,9 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
                 "settings may change). Start a new run instead"
             )
     resumed = OmegaConf.load(saved)
+    missing = [k for k in ("task", "dataset", "model", "pretrain", "train", "seed") if k not in resumed]
+    if missing:
+        raise CheckpointError(f"{saved} is not a vade-cli run config (missing {', '.join(missing)})")
     for group in ("device", "report"):
         resumed[group] = cfg[group]
     resumed.resume = str(run_dir)

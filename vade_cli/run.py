@@ -101,7 +101,8 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
         "status": "completed",
         "run_dir": str(run_dir),
         "dataset": {"name": dataset.name, "n_samples": dataset.n_samples, "n_features": dataset.n_features,
-                    "likelihood": dataset.likelihood, "has_labels": dataset.y is not None},
+                    "likelihood": dataset.likelihood, "has_labels": dataset.y is not None,
+                    "image_shape": list(dataset.image_shape) if dataset.image_shape else None},
         "n_clusters": int(cfg.n_clusters),
         "seed": seed,
         "device": str(device),
@@ -119,8 +120,22 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
         "versions": report.package_versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    report.write_report(run_dir, result)
+    report.write_report(run_dir, result)  # the numbers are safe on disk before any figure is drawn
+    if cfg.report.figures:
+        result["figures"] = draw_figures(cfg, run_dir, model, dataset, x, pred, result)
+        report.write_report(run_dir, result)
     return result
+
+
+def draw_figures(cfg, run_dir, model, dataset, x, pred, result) -> list[str]:
+    """figures/*.png and report.md; a failure here is reported, never fatal."""
+    try:
+        from vade_cli import figures
+
+        return [str(p) for p in figures.write_all(run_dir, model, dataset, x, pred, result, cfg)]
+    except Exception as exc:  # matplotlib, fonts, a full disk: the run's numbers must survive all of it
+        report.console.print(f"[yellow]warning:[/] figures skipped: {type(exc).__name__}: {exc}")
+        return []
 
 
 def _existing(path: Path, kind: str) -> dict[str, Any] | None:

@@ -1,14 +1,472 @@
-"""Sweep aggregation (placeholder until the sweeps issue lands)."""
+"""Sweep tables: every job's report.json -> one row per dataset and swept setting -> table.md, table.csv.
+
+Runs as a Hydra callback when a multirun ends, and on any folder afterwards (`python -m
+vade_cli.table DIR`, `make table DIR=...`), so an interrupted sweep can still be tabulated. The
+aggregation in the middle is pure (job dicts in, row dicts out) so it can be tested without runs.
+"""
 
 from __future__ import annotations
 
+import argparse
+import csv
+import importlib
+import io
+import json
+import math
+import statistics
+import sys
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from vade_cli import checkpoint
+from vade_cli.errors import UserError
+
+# Failed jobs in the multirun that just ended; `vade-run` reads it to exit 1 after the sweep.
 LAST_SWEEP_FAILURES = 0
+
+# Seeds are what rows average over; the dataset has a column of its own.
+NOT_GROUPED = ("seed", "dataset")
+COMPLETED = "completed"
+NO_REPORT = "no report.json: the job was interrupted, is still running, or crashed"
+
+# (row field, report path) for the numbers that are averaged over seeds.
+METRICS = {
+    "gmm_acc": ("metrics", "gmm_init", "acc"),
+    "acc": ("metrics", "final", "acc"),
+    "nmi": ("metrics", "final", "nmi"),
+    "ari": ("metrics", "final", "ari"),
+    "wall_s": ("timings", "total_s"),
+}
+# csv columns after `dataset` and the swept keys; fractions stay fractions here (machine-readable).
+COLUMNS = (
+    "status", "runs", "seeds", "n_samples", "n_clusters",
+    "gmm_acc_mean", "gmm_acc_std", "acc_mean", "acc_std", "acc_min", "acc_max",
+    "nmi_mean", "nmi_std", "ari_mean", "ari_std", "wall_s_mean", "error",
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------- reading a sweep folder
+
+
+def find_job_dirs(sweep_dir: Path) -> list[Path]:
+    """Job folders under `sweep_dir` (its own .hydra/overrides.yaml or a report.json), in job order."""
+    found = {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
+    found |= {p.parent for p in sweep_dir.rglob(checkpoint.REPORT)}
+    return sorted((d for d in found if ".submitit" not in d.parts), key=lambda d: _natural(d, sweep_dir))
+
+
+def _natural(job_dir: Path, root: Path) -> tuple[tuple[int, int | str], ...]:
+    """Sort 2 before 10: Hydra names job folders by number."""
+    parts = job_dir.relative_to(root).parts if job_dir != root else ()
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+
+
+def read_overrides(job_dir: Path) -> dict[str, str]:
+    """The job's command-line overrides as {key: value}; '+' and '~' prefixes dropped."""
+    path = job_dir / ".hydra" / "overrides.yaml"
+    try:
+        items = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return {}
+    pairs = (str(item).split("=", 1) for item in items if "=" in str(item))
+    return {key.lstrip("+~"): value for key, value in pairs}
+
+
+def _job_config(job_dir: Path) -> dict[str, Any]:
+    """The job's composed config, for jobs that died before writing a report."""
+    try:
+        cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):  # missing or half-written
+        return {}
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:  # an interpolation that only resolves inside the job
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def load_job(job_dir: Path) -> dict[str, Any]:
+    """The job's report.json, or a stand-in saying why there is none; `_overrides` attached."""
+    path = job_dir / checkpoint.REPORT
+    if path.is_file():
+        try:
+            job = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            job = {"status": "failed", "error": f"unreadable report.json ({type(exc).__name__})"}
+    else:
+        job = {"status": "incomplete", "error": NO_REPORT, "config": _job_config(job_dir)}
+    job.setdefault("run_dir", str(job_dir))
+    job["_overrides"] = read_overrides(job_dir)
+    return job
+
+
+def load_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise UserError(f"{sweep_dir} is not a folder; pass a sweep folder such as multirun/<date>/<time>")
+    jobs = [load_job(d) for d in find_job_dirs(sweep_dir)]
+    if not jobs:
+        raise UserError(
+            f"{sweep_dir} holds no job folders (.hydra/overrides.yaml or report.json); pass a sweep folder"
+        )
+    return jobs
+
+
+def sweep_keys(sweep_dir: Path) -> list[str]:
+    """Keys the sweep itself swept (from multirun.yaml), even if an interrupted sweep ran only one value."""
+    try:
+        task = OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra.overrides.task
+        parsed = OverridesParser.create().parse_overrides([str(o) for o in task])
+    except (OSError, yaml.YAMLError, OmegaConfBaseException, HydraException):  # no multirun.yaml
+        return []
+    return [o.key_or_group for o in parsed if o.is_sweep_override()]
+
+
+# ---------------------------------------------------------------- pure aggregation
+
+
+def grouping_keys(jobs: Sequence[dict[str, Any]], swept: Sequence[str] = ()) -> list[str]:
+    """Override keys that tell rows apart: swept ones plus any whose value differs between jobs."""
+    seen: dict[str, set[str]] = {}
+    for job in jobs:
+        for key, value in job.get("_overrides", {}).items():
+            seen.setdefault(key, set()).add(value)
+    missing = {k for k in seen if any(k not in job.get("_overrides", {}) for job in jobs)}
+    varying = [k for k, values in seen.items() if len(values) > 1 or k in missing]
+    keys = [*swept, *(k for k in varying if k not in swept)]
+    return [k for k in keys if k not in NOT_GROUPED]
+
+
+def dataset_name(job: dict[str, Any]) -> str:
+    name = (job.get("dataset") or {}).get("name")
+    if not name:
+        name = ((job.get("config") or {}).get("dataset") or {}).get("name")
+    return str(name) if name else "?"
+
+
+def one_line(text: Any, limit: int = 300) -> str:
+    """Errors go in one table cell: one line, bounded."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _get(job: dict[str, Any], path: Sequence[str]) -> float | None:
+    value: Any = job
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def summarize(values: Sequence[float | None]) -> dict[str, float | None]:
+    """mean, sample std (n-1; 0 for one run), min, max of the values that exist."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    std = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return {"mean": statistics.fmean(xs), "std": std, "min": min(xs), "max": max(xs)}
+
+
+def seeds_text(seeds: Sequence[Any]) -> str:
+    """0,1,2,3,4 -> '0-4': short enough for a table cell however many seeds ran."""
+    spans: list[list[int]] = []
+    for s in sorted({s for s in seeds if isinstance(s, int) and not isinstance(s, bool)}):
+        if spans and s == spans[-1][1] + 1:
+            spans[-1][1] = s
+        else:
+            spans.append([s, s])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _seed(job: dict[str, Any]) -> Any:
+    seed = job.get("seed", (job.get("config") or {}).get("seed"))
+    if seed is None and "seed" in job.get("_overrides", {}):
+        seed = job["_overrides"]["seed"]
+    try:
+        return int(seed)
+    except (TypeError, ValueError):
+        return None
+
+
+def _distinct(values: Sequence[Any]) -> Any:
+    """One value when all jobs agree (the normal case); 'a/b' when they do not."""
+    present = [v for v in dict.fromkeys(values) if v is not None]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else "/".join(str(v) for v in present)
+
+
+def make_row(
+    setting: dict[str, str], status: str, error: str, jobs: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """One table row for jobs that share dataset, swept setting, status and error."""
+    k_values = [job.get("n_clusters", (job.get("config") or {}).get("n_clusters")) for job in jobs]
+    row: dict[str, Any] = {
+        **setting,
+        "status": status,
+        "runs": len(jobs),
+        "seeds": seeds_text([_seed(j) for j in jobs]),
+        "n_samples": _distinct([(j.get("dataset") or {}).get("n_samples") for j in jobs]),
+        "n_clusters": _distinct([k if isinstance(k, int) else None for k in k_values]),
+        "error": error,
+    }
+    for field_name, path in METRICS.items():
+        stats = summarize([_get(j, path) for j in jobs]) if status == COMPLETED else summarize([])
+        for stat, value in stats.items():
+            row[f"{field_name}_{stat}"] = value
+    return row
+
+
+def aggregate(jobs: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Rows in order of first appearance; per setting the completed row first, then one row per failure."""
+    groups: dict[tuple[str, ...], dict[tuple[str, str], list[dict[str, Any]]]] = {}
+    for job in jobs:
+        overrides = job.get("_overrides", {})
+        setting = (dataset_name(job), *(overrides.get(k, "") for k in keys))
+        status = str(job.get("status") or "failed")
+        error = "" if status == COMPLETED else one_line(job.get("error") or status)
+        groups.setdefault(setting, {}).setdefault((status, error), []).append(job)
+    rows = []
+    for setting, outcomes in groups.items():
+        named = dict(zip(["dataset", *keys], setting))
+        ordered = sorted(outcomes.items(), key=lambda item: item[0][0] != COMPLETED)
+        rows.extend(make_row(named, status, error, members) for (status, error), members in ordered)
+    return rows
+
+
+def count_failures(jobs: Sequence[dict[str, Any]]) -> int:
+    return sum(1 for job in jobs if job.get("status") != COMPLETED)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def to_csv(rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(
+        buf, fieldnames=["dataset", *keys, *COLUMNS], extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+def pct(mean: float | None, std: float | None) -> str:
+    return "-" if mean is None else f"{100 * mean:.2f} ± {100 * (std or 0.0):.2f}"
+
+
+def frac(mean: float | None, std: float | None) -> str:
+    return "-" if mean is None else f"{mean:.3f} ± {(std or 0.0):.3f}"
+
+
+def pct_range(lo: float | None, hi: float | None) -> str:
+    return "-" if lo is None or hi is None else f"{100 * lo:.2f}–{100 * hi:.2f}"
+
+
+def cell(value: Any) -> str:
+    """A markdown cell: '-' for nothing, pipes escaped so an error message cannot break the table."""
+    if value is None or value == "":
+        return "-"
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def markdown_table(header: Sequence[str], body: Sequence[Sequence[Any]], left: Collection[str] = ()) -> str:
+    """A GitHub markdown table: numbers right-aligned, the columns named in `left` (text) left-aligned."""
+    align = ["---" if name in left else "---:" for name in header]
+    lines = [header, align, *[[cell(v) for v in row] for row in body]]
+    return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in lines) + "\n"
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> str:
+    """The table alone: ACC in %, NMI and ARI in [0, 1]; status and error columns only when needed."""
+    problems = any(r["status"] != COMPLETED for r in rows)
+    header = ["dataset", *keys, *(["status"] if problems else []), "N", "K", "runs", "seeds",
+              "AE+GMM ACC %", "VaDE ACC %", "VaDE ACC min–max", "NMI", "ARI", "wall s"]  # fmt: skip
+    body = []
+    for r in rows:
+        body.append([
+            r["dataset"], *(r.get(k) for k in keys), *([r["status"]] if problems else []),
+            r["n_samples"], r["n_clusters"], r["runs"], r["seeds"],
+            pct(r["gmm_acc_mean"], r["gmm_acc_std"]), pct(r["acc_mean"], r["acc_std"]),
+            pct_range(r["acc_min"], r["acc_max"]), frac(r["nmi_mean"], r["nmi_std"]),
+            frac(r["ari_mean"], r["ari_std"]), None if r["wall_s_mean"] is None else f"{r['wall_s_mean']:.1f}",
+        ])  # fmt: skip
+        if problems:
+            body[-1].append(r["error"])
+    if problems:
+        header.append("error")
+    return markdown_table(header, body, left={"dataset", *keys, "status", "error"})
+
+
+def caption(jobs: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
+    """What the numbers are: how many jobs, how they were grouped, which std, which units."""
+    done = sum(1 for j in jobs if j.get("status") == COMPLETED)
+    failed = sum(1 for j in jobs if j.get("status") == "failed")
+    incomplete = len(jobs) - done - failed
+    counts = f"{len(jobs)} jobs: {done} completed, {failed} failed" + (
+        f", {incomplete} incomplete" if incomplete else ""
+    )
+    grouped = "dataset" + "".join(f", {k}" for k in keys)
+    return (
+        f"{counts}. One row per {grouped}; numbers are mean ± std over the completed runs' seeds "
+        "(sample std, n-1; 0 for one run). ACC in %, NMI and ARI in [0, 1]; AE+GMM is the GMM fitted on "
+        "the pretrained autoencoder's latent means, before VaDE training. wall s: mean seconds per run "
+        "(short when the autoencoder came from the pretraining cache)."
+    )
+
+
+# ---------------------------------------------------------------- writing
+
+
+@dataclass
+class SweepTable:
+    sweep_dir: Path
+    jobs: list[dict[str, Any]]
+    keys: list[str]
+    rows: list[dict[str, Any]]
+    markdown: str
+    failures: int
+
+
+def build(sweep_dir: Path) -> SweepTable:
+    """Read every job under `sweep_dir` and aggregate (nothing written)."""
+    sweep_dir = Path(sweep_dir)
+    jobs = load_jobs(sweep_dir)
+    keys = grouping_keys(jobs, sweep_keys(sweep_dir))
+    rows = aggregate(jobs, keys)
+    markdown = f"# VaDE sweep {sweep_dir}\n\n{caption(jobs, keys)}\n\n{to_markdown(rows, keys)}"
+    return SweepTable(sweep_dir, jobs, keys, rows, markdown, count_failures(jobs))
+
+
+def write(table: SweepTable, stem: str = "table") -> list[Path]:
+    """table.md and table.csv (atomically), then the optional figure, which may never fail the table."""
+    md, csv_path = table.sweep_dir / f"{stem}.md", table.sweep_dir / f"{stem}.csv"
+    checkpoint.atomic_write_text(md, table.markdown)
+    checkpoint.atomic_write_text(csv_path, to_csv(table.rows, table.keys))
+    written = [md, csv_path]
+    figure = draw_figure(table.rows, table.sweep_dir / f"{stem}.png")
+    return written + ([figure] if figure else [])
+
+
+def draw_figure(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """vade_cli.figures.table_figure(rows, path) when that module provides it; best effort."""
+    try:
+        draw = getattr(importlib.import_module("vade_cli.figures"), "table_figure", None)
+        if draw is None:
+            return None
+        draw(list(rows), path)
+    except Exception as exc:  # matplotlib, fonts, a figure bug: the table is already safe
+        _console().print(f"[yellow]warning:[/] {path.name} skipped: {type(exc).__name__}: {one_line(exc)}")
+        return None
+    return path if path.is_file() else None
+
+
+def write_table(sweep_dir: Path) -> SweepTable:
+    table = build(sweep_dir)
+    write(table)
+    return table
+
+
+def _console():
+    from vade_cli.report import console
+
+    return console
+
+
+# ---------------------------------------------------------------- Hydra callback
+
+
+def _record_crash(config: DictConfig, job_return: JobReturn) -> None:
+    """An exception the CLI did not turn into a report still leaves a failed report.json to tabulate."""
+    if job_return.status != JobStatus.FAILED:
+        return
+    run_dir = Path(str(config.hydra.runtime.output_dir))
+    if (run_dir / checkpoint.REPORT).is_file():
+        return
+    try:
+        _ = job_return.return_value  # Hydra re-raises the job's exception here
+        return
+    except Exception as exc:  # whatever the job raised is what the table should name
+        error = one_line(f"{type(exc).__name__}: {exc}")
+    task = OmegaConf.to_container(job_return.cfg, resolve=False) if job_return.cfg is not None else {}
+    checkpoint.atomic_write_json(
+        run_dir / checkpoint.REPORT,
+        {"status": "failed", "error": error, "run_dir": str(run_dir), "config": task},
+    )
 
 
 class SweepTableCallback(Callback):
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        return None
+    """Tabulates the sweep folder once every job has ended; counts failures for `vade-run`'s exit code."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global LAST_SWEEP_FAILURES
+        LAST_SWEEP_FAILURES = 0
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        try:
+            _record_crash(config, job_return)
+        except Exception as exc:  # the job's own error is the one to report, not ours
+            _console().print(f"[yellow]warning:[/] failed job not recorded: {type(exc).__name__}: {exc}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global LAST_SWEEP_FAILURES
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        console = _console()
+        try:
+            table = build(sweep_dir)
+            LAST_SWEEP_FAILURES = table.failures
+            paths = write(table)
+        except Exception as exc:  # a table bug must not hide that the jobs finished
+            console.print(
+                f"[yellow]warning:[/] sweep table not written: {type(exc).__name__}: {one_line(exc)}"
+            )
+            return
+        console.print(to_markdown(table.rows, table.keys), markup=False, highlight=False, soft_wrap=True)
+        console.print(f"sweep table: {', '.join(str(p) for p in paths)}", highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------- python -m vade_cli.table DIR
+
+
+def latest_sweep(root: Path = Path("multirun")) -> Path | None:
+    """The newest folder holding a multirun.yaml under `root`, for `make table` without DIR."""
+    found = sorted(root.glob("**/multirun.yaml"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vade_cli.table",
+        description="Tabulate a finished or interrupted sweep folder into table.md and table.csv.",
+    )
+    parser.add_argument(
+        "dir", nargs="?", type=Path, help="sweep folder (default: the newest under ./multirun)"
+    )
+    args = parser.parse_args(argv)
+    sweep_dir = args.dir or latest_sweep()
+    if sweep_dir is None:
+        print("error: no sweep folder given and none under ./multirun; pass DIR", file=sys.stderr)
+        return 2
+    try:
+        table = write_table(sweep_dir)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table.markdown, end="")
+    print(f"wrote {sweep_dir / 'table.md'} and {sweep_dir / 'table.csv'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 import signal
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -42,7 +43,7 @@ class StopRequest:
         self.signum = signum
 
     @contextmanager
-    def installed(self) -> Iterator["StopRequest"]:
+    def installed(self) -> Iterator[StopRequest]:
         previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield self
@@ -70,9 +71,9 @@ class Phase:
     extra: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint (e.g. config digest)
 
 
-def step_lr_factor(decay: float, every: int, floor: float) -> Callable[[int], float]:
-    """lr multiplier: decay^(epoch // every), never below `floor`."""
-    return lambda epoch: max(decay ** (epoch // every), floor)
+def step_lr_factor(decay: float, every: int, floor: float, warmup: int = 0) -> Callable[[int], float]:
+    """lr multiplier: decay^(epoch // every), never below `floor`, ramped linearly over `warmup` epochs."""
+    return lambda epoch: min(1.0, (epoch + 1) / (warmup + 1)) * max(decay ** (epoch // every), floor)
 
 
 def run_phase(
@@ -188,7 +189,7 @@ def _diverged_message(phase: Phase, epoch: int, step: int | None) -> str:
     )
 
 
-def vade_optimizer(model: "VaDE", cfg) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def vade_optimizer(model: VaDE, cfg) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """Adam over networks and prior (the prior may have its own lr), one step-decay schedule for both."""
     lr = float(cfg.lr)
     prior_lr = float(cfg.prior_lr) if cfg.prior_lr is not None else lr
@@ -198,12 +199,12 @@ def vade_optimizer(model: "VaDE", cfg) -> tuple[torch.optim.Optimizer, torch.opt
             {"params": list(model.prior.parameters()), "lr": prior_lr},
         ]
     )
-    factor = step_lr_factor(float(cfg.lr_decay), int(cfg.lr_decay_every), float(cfg.lr_min) / lr)
+    factor = step_lr_factor(float(cfg.lr_decay), int(cfg.lr_decay_every), float(cfg.lr_min) / lr, int(cfg.warmup_epochs))
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def fit(
-    model: "VaDE",
+    model: VaDE,
     x: Tensor,
     cfg,
     seed: int,

@@ -65,6 +65,8 @@ def check_config(cfg: DictConfig) -> None:
     if not _is_number(train.lr_min) or train.lr_min < 0:
         raise ConfigError(f"train.lr_min must be >= 0, got {train.lr_min!r}")
     positive_int("train.checkpoint_every", train.checkpoint_every)
+    if not _is_int(train.warmup_epochs) or train.warmup_epochs < 0:
+        raise ConfigError(f"train.warmup_epochs must be an integer >= 0, got {train.warmup_epochs!r}")
     if cfg.device.threads is not None:
         positive_int("device.threads", cfg.device.threads)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from omegaconf import DictConfig
@@ -85,6 +85,7 @@ def load(cfg: DictConfig) -> Dataset:
     if name not in _LOADERS:
         raise DataError(f"unknown dataset '{name}'; choose one of: {', '.join(available())}")
     ds = _LOADERS[name](cfg)
+    validate_raw(ds)  # shape and finiteness first: scaling would smear one NaN over a whole column
     ds = _apply_scale(ds, str(cfg.get("scale") or "none"))
     limit = cfg.get("limit")
     if limit is not None:
@@ -115,20 +116,22 @@ def stratified_subset(ds: Dataset, limit: int, seed: int = 0) -> Dataset:
     if limit >= ds.n_samples:
         return ds
     rng = np.random.default_rng(seed)
-    if ds.y is None:
-        idx = rng.choice(ds.n_samples, size=limit, replace=False)
-    else:
+    idx = rng.choice(ds.n_samples, size=limit, replace=False)
+    if ds.y is not None:
         from sklearn.model_selection import train_test_split
 
-        idx, _ = train_test_split(
-            np.arange(ds.n_samples), train_size=limit, stratify=ds.y, random_state=seed
-        )
+        try:
+            idx, _ = train_test_split(
+                np.arange(ds.n_samples), train_size=limit, stratify=ds.y, random_state=seed
+            )
+        except ValueError:  # fewer rows than classes, or a class of one: keep the plain random subset
+            pass
     idx = np.sort(idx)
     return Dataset(ds.name, ds.x[idx], None if ds.y is None else ds.y[idx], ds.likelihood, ds.image_shape)
 
 
-def validate(ds: Dataset) -> None:
-    """Reject data the model cannot learn from, with a message naming the problem."""
+def validate_raw(ds: Dataset) -> None:
+    """Checks that must pass before any scaling: shape, size, dtype, finiteness, label count."""
     x = ds.x
     if x.ndim != 2:
         raise DataError(f"{ds.name}: features must be a 2-D array [samples, features], got shape {x.shape}")
@@ -141,13 +144,6 @@ def validate(ds: Dataset) -> None:
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).any(axis=1).sum())
         raise DataError(f"{ds.name}: {bad} rows contain NaN or inf; clean or drop them first")
-    if ds.likelihood not in LIKELIHOODS:
-        raise DataError(f"{ds.name}: likelihood must be one of {', '.join(LIKELIHOODS)}, got '{ds.likelihood}'")
-    if ds.likelihood == "bernoulli" and (x.min() < 0 or x.max() > 1):
-        raise DataError(
-            f"{ds.name}: a Bernoulli likelihood needs features in [0,1] (got [{x.min():.3g}, {x.max():.3g}]); "
-            "set dataset.scale=minmax or dataset.likelihood=gaussian"
-        )
     if ds.y is not None:
         if ds.y.shape != (x.shape[0],):
             raise DataError(f"{ds.name}: {ds.y.shape[0] if ds.y.ndim else 0} labels for {x.shape[0]} samples; they must match")
@@ -155,5 +151,18 @@ def validate(ds: Dataset) -> None:
             raise DataError(f"{ds.name}: labels must be int64, got {ds.y.dtype}")
 
 
+def validate(ds: Dataset) -> None:
+    """Reject data the model cannot learn from, with a message naming the problem."""
+    validate_raw(ds)
+    x = ds.x
+    if ds.likelihood not in LIKELIHOODS:
+        raise DataError(f"{ds.name}: likelihood must be one of {', '.join(LIKELIHOODS)}, got '{ds.likelihood}'")
+    if ds.likelihood == "bernoulli" and (x.min() < 0 or x.max() > 1):
+        raise DataError(
+            f"{ds.name}: a Bernoulli likelihood needs features in [0,1] (got [{x.min():.3g}, {x.max():.3g}]); "
+            "set dataset.scale=minmax or dataset.likelihood=gaussian"
+        )
+
+
 # Loader modules register themselves on import.
-from vade_cli.data import builtin  # noqa: E402,F401
+from vade_cli.data import builtin, files, images, tables  # noqa: E402,F401

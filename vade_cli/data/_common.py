@@ -7,12 +7,13 @@ the user should hear about the file as it is on disk.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from omegaconf import DictConfig
 
+from vade_cli.data import LIKELIHOODS
 from vade_cli.errors import DataError
 
 SPLITS = ("all", "train", "test")
@@ -85,3 +86,11 @@ def as_features(x: np.ndarray, where: str) -> np.ndarray:
             f"{where}: {rows.size} rows contain NaN or inf (first: row {rows[0]}); clean or drop them first"
         )
     return x
+
+
+def likelihood_of(cfg: DictConfig, default: str) -> str:
+    """`dataset.likelihood` when set, so e.g. har with scale=minmax may use a Bernoulli decoder."""
+    likelihood = str(cfg.get("likelihood") or default)
+    if likelihood not in LIKELIHOODS:
+        raise DataError(f"dataset.likelihood must be one of {', '.join(LIKELIHOODS)}, got '{likelihood}'")
+    return likelihood

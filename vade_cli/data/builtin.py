@@ -6,6 +6,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from vade_cli.data import Dataset, register
+from vade_cli.data._common import likelihood_of
 
 
 @register("digits")
@@ -15,7 +16,7 @@ def load_digits(cfg: DictConfig) -> Dataset:
 
     bunch = sk_digits()
     x = (bunch.data / 16.0).astype(np.float32)
-    return Dataset("digits", x, bunch.target.astype(np.int64), "bernoulli", (8, 8))
+    return Dataset("digits", x, bunch.target.astype(np.int64), likelihood_of(cfg, "bernoulli"), (8, 8))
 
 
 @register("synthetic")
@@ -34,7 +35,7 @@ def load_synthetic(cfg: DictConfig) -> Dataset:
     w1 = rng.normal(size=(dz, 4 * dz)) / np.sqrt(dz)
     w2 = rng.normal(size=(4 * dz, d)) / np.sqrt(4 * dz)
     h = np.tanh(z @ w1) @ w2
-    likelihood = str(cfg.likelihood)
+    likelihood = likelihood_of(cfg, "bernoulli")
     x = 1.0 / (1.0 + np.exp(-h)) if likelihood == "bernoulli" else h
     perm = rng.permutation(n)
     return Dataset("synthetic", x[perm].astype(np.float32), y[perm].astype(np.int64), likelihood)

@@ -15,11 +15,22 @@ import numpy as np
 from omegaconf import DictConfig
 
 from vade_cli.data import Dataset, register, resolve_root
-from vade_cli.data._common import as_features, first_existing, require_file, shown, split_parts, user_path
+from vade_cli.data._common import (
+    as_features,
+    first_existing,
+    likelihood_of,
+    require_file,
+    shown,
+    split_parts,
+    user_path,
+)
 from vade_cli.errors import DataError
 
 IDX_PREFIX = {"train": "train", "test": "t10k"}
 IDX_MAGIC = {"images": 2051, "labels": 2049}  # uint8 data, 3 or 1 dimensions
+# What torchvision raises for absent, partial or corrupt files and for a failed download (URLError is
+# an OSError; its idx parser asserts).
+TORCHVISION_ERRORS = (RuntimeError, OSError, EOFError, AssertionError, ValueError, TypeError)
 
 
 def idx_names(part: str) -> tuple[str, str]:
@@ -66,10 +77,12 @@ def has_idx_files(folder: Path, parts: list[str]) -> bool:
     return all((folder / s).is_file() or (folder / f"{s}.gz").is_file() for s in stems)
 
 
-def _torchvision(cls: type, root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
-    """torchvision's own loader, its 'Downloading/Extracting' prints kept off our stdout."""
+def _torchvision(cls: str, root: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """torchvision's own loader, imported only when used, its download chatter kept off our stdout."""
+    import torchvision.datasets
+
     with contextlib.redirect_stdout(io.StringIO()):
-        ds = cls(str(root), train=part == "train", download=download)
+        ds = getattr(torchvision.datasets, cls)(str(root), train=part == "train", download=download)
     return ds.data.numpy(), ds.targets.numpy()
 
 
@@ -91,14 +104,15 @@ def _short(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[-1] if lines else ''}"[:200]
 
 
-def load_idx_benchmark(cfg: DictConfig, cls: type, title: str, fallbacks: list[Path]) -> Dataset:
+def load_idx_benchmark(cfg: DictConfig, cls: str, title: str, fallbacks: list[Path]) -> Dataset:
     """Look in torchvision's folder, then the fallback folders, and only then download.
 
-    Files already in `<root>/<Class>/raw` go through torchvision; if it refuses them (download off and
-    not yet extracted, or an md5 that differs and no network) the same files are parsed directly.
+    `cls` names the torchvision class. All four files already in `<root>/<cls>/raw` go through
+    torchvision; if it refuses them (download off and not yet extracted, or an md5 that differs
+    and no network) the same files are parsed directly, as are the files of just the split asked for.
     """
     root = resolve_root(cfg)
-    raw = root / cls.__name__ / "raw"
+    raw = root / cls / "raw"  # torchvision's folder: <root>/<class name>/raw
     parts = split_parts(cfg, title)
     download = bool(cfg.get("download", True))
     if has_idx_files(raw, ["train", "test"]):  # torchvision wants all four before it will read any
@@ -111,43 +125,43 @@ def load_idx_benchmark(cfg: DictConfig, cls: type, title: str, fallbacks: list[P
         pairs = [_download(cls, root, raw, part, parts, title) for part in parts]
     else:
         raise _missing(title, raw, parts, download)
+    shapes = {p[0].shape[1:] for p in pairs}
+    if shapes != {(28, 28)}:
+        raise DataError(f"{title}: images must be 28x28, the files hold {sorted(shapes)}; are they {title}?")
     x = np.concatenate([p[0] for p in pairs]).reshape(-1, 28 * 28)
     y = np.concatenate([p[1] for p in pairs]).astype(np.int64)
-    return Dataset(cfg.name, (x / np.float32(255.0)).astype(np.float32), y, "bernoulli", (28, 28))
+    x = (x / np.float32(255.0)).astype(np.float32)
+    return Dataset(cfg.name, x, y, likelihood_of(cfg, "bernoulli"), (28, 28))
 
 
-def _tv_or_direct(cls: type, root: Path, raw: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
+def _tv_or_direct(cls: str, root: Path, raw: Path, part: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
     try:
         return _torchvision(cls, root, part, download)
-    except Exception:  # torchvision raises RuntimeError, URLError, AssertionError... for local trouble
+    except TORCHVISION_ERRORS:
         return read_idx_pair(raw, part)
 
 
 def _download(
-    cls: type, root: Path, raw: Path, part: str, parts: list[str], title: str
+    cls: str, root: Path, raw: Path, part: str, parts: list[str], title: str
 ) -> tuple[np.ndarray, np.ndarray]:
     try:
         return _torchvision(cls, root, part, download=True)
-    except Exception as err:  # no network, a mirror down, a proxy: all end in the same advice
+    except TORCHVISION_ERRORS as err:  # no network, a mirror down, a proxy: all end in the same advice
         raise _missing(title, raw, parts, True, _short(err)) from None
 
 
 @register("mnist")
 def load_mnist(cfg: DictConfig) -> Dataset:
     """70,000 (train+test) 28x28 digits from torchvision's `<root>/MNIST/raw/`."""
-    from torchvision.datasets import MNIST
-
-    return load_idx_benchmark(cfg, MNIST, "MNIST", [])
+    return load_idx_benchmark(cfg, "MNIST", "MNIST", [])
 
 
 @register("fashion_mnist")
 def load_fashion_mnist(cfg: DictConfig) -> Dataset:
     """70,000 28x28 clothing images; Debian's `dataset-fashion-mnist` folder is tried before the network."""
-    from torchvision.datasets import FashionMNIST
-
     debian = cfg.get("debian_dir")
     fallbacks = [Path(str(debian)).expanduser()] if debian else []
-    return load_idx_benchmark(cfg, FashionMNIST, "Fashion-MNIST", fallbacks)
+    return load_idx_benchmark(cfg, "FashionMNIST", "Fashion-MNIST", fallbacks)
 
 
 USPS_NAMES = ("usps.h5", "usps/usps.h5")
@@ -160,7 +174,7 @@ def load_usps(cfg: DictConfig) -> Dataset:
     parts = split_parts(cfg, "usps")
     xs, ys = zip(*(_read_usps_part(path, part) for part in parts))
     x = as_features(np.concatenate(xs), str(path))
-    return Dataset(cfg.name, x, np.concatenate(ys).astype(np.int64), "bernoulli", (16, 16))
+    return Dataset(cfg.name, x, np.concatenate(ys).astype(np.int64), likelihood_of(cfg, "bernoulli"), (16, 16))
 
 
 def _find_usps(cfg: DictConfig) -> Path:
