@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import json
+import runpy
 import shutil
 import statistics
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ import torch
 from omegaconf import OmegaConf
 
 from tests.conftest import compose_config, vade_run
-from vade_cli import checkpoint, reproduce, table
+from vade_cli import checkpoint, report, reproduce, table
 from vade_cli.run import train_run
 
 # One epoch per phase on 200 samples: seconds per job, where process start-up dominates.
@@ -190,21 +192,19 @@ def test_sweep_table_rows_match_the_jobs_reports(tiny_sweep):
     assert "table.md" in proc.stderr  # the callback says where the table went
 
 
-def test_table_command_rebuilds_the_same_table_from_the_folder(tiny_sweep):
+def test_table_command_rebuilds_the_same_table_from_the_folder(tiny_sweep, monkeypatch, capsys):
+    """`python -m vade_cli.table DIR`, run in this process (runpy) to spare a second torch start-up."""
     sweep, _ = tiny_sweep
     expected = {name: (sweep / name).read_text() for name in ("table.md", "table.csv")}
     for name in expected:
         (sweep / name).unlink()
-    proc = subprocess.run(
-        [sys.executable, "-m", "vade_cli.table", str(sweep)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setattr(sys, "argv", ["vade_cli.table", str(sweep)])
+    with warnings.catch_warnings(), pytest.raises(SystemExit) as exit_info:
+        warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is already imported
+        runpy.run_module("vade_cli.table", run_name="__main__")
+    assert exit_info.value.code == 0
     assert {name: (sweep / name).read_text() for name in expected} == expected
-    assert proc.stdout == expected["table.md"]
+    assert capsys.readouterr().out == expected["table.md"]
 
 
 def test_an_interrupted_sweep_can_still_be_tabulated(tiny_sweep, tmp_path):
@@ -272,6 +272,9 @@ def test_pretraining_cache_hits_for_the_same_data_model_and_seed_only(make_cfg, 
     assert again["pretrain_cache_hit"]  # VaDE's own settings are not part of the key
     assert again["timings"]["pretrain_s"] < 1.0
     assert again["metrics"]["gmm_init"] == first["metrics"]["gmm_init"]  # the same autoencoder, the same GMM
+    with report.console.capture() as captured:
+        report.print_summary(again)
+    assert "(cached autoencoder)" in captured.get()
 
     for change in ("dataset.limit=200", "model.latent_dim=5", "seed=1"):
         run = train_run(make_cfg(*base, change), tmp_path / "runs" / change, progress_enabled=False)
@@ -373,13 +376,11 @@ def test_one_sweep_covers_every_present_preset():
     assert cmd[4:] == ["experiment=mnist,usps", "seed=0,1,2", "device=cuda", "hydra.sweep.dir='/tmp/my runs'"]
 
 
-def test_reproduce_quick_runs_end_to_end(tmp_path):
+def test_reproduce_quick_runs_end_to_end(tmp_path, monkeypatch):
+    """`python -m vade_cli.reproduce --quick` (main() here; the sweep itself is a real vade-run)."""
+    monkeypatch.chdir(tmp_path)  # the sweep's pretraining cache lands in ./outputs
     out = tmp_path / "reproduce"
-    proc = subprocess.run(
-        [sys.executable, "-m", "vade_cli.reproduce", "--quick", "--seeds", "0,1", "--out", str(out)],
-        cwd=tmp_path, check=False, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert reproduce.main(["--quick", "--seeds", "0,1", "--out", str(out)]) == 0
     md = (out / "reproduce.md").read_text()
     assert "IJCAI 2017, Table 2" in md and "Quick mode" in md
     rows = read_csv(out / "reproduce.csv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,16 @@ def test_python_predict_names_its_data_and_is_deterministic(cli_digits_run, make
     assert json.loads((tmp_path / "a" / "report.json").read_text())["task"] == "predict"
 
 
+def test_predict_survives_hydra_rewriting_the_training_folder(cli_digits_run, make_cfg, tmp_path):
+    """A command run with hydra.run.dir=<training run> rewrites its .hydra/; report.json keeps the truth."""
+    run_dir = tmp_path / "train"
+    shutil.copytree(cli_digits_run, run_dir)
+    (run_dir / ".hydra" / "config.yaml").write_text("task: sample\nmodel:\n  name: paper\n  hidden: [500]\n")
+    reported = json.loads((run_dir / "report.json").read_text())["metrics"]["final"]
+    summary = tasks.predict(make_cfg(*DIGITS, "task=predict", f"checkpoint={run_dir}"), tmp_path / "out")
+    assert summary["metrics"] == reported
+
+
 def test_predict_on_new_unlabelled_data_from_a_file(cli_digits_run, make_cfg, tmp_path):
     x = np.random.default_rng(0).uniform(size=(40, 64)).astype(np.float32)
     np.savez(tmp_path / "new.npz", x=x)
@@ -83,7 +94,7 @@ def test_predict_on_new_unlabelled_data_from_a_file(cli_digits_run, make_cfg, tm
         "dataset.scale=none",
     )
     summary = tasks.predict(cfg, tmp_path / "out")
-    assert summary["metrics"] == {} and summary["n_samples"] == 40
+    assert summary["metrics"] == {} and summary["dataset"]["n_samples"] == 40
     _, table = read_assignments(tmp_path / "out" / "assignments.csv")
     assert table.shape == (40, 2 + 10)
 

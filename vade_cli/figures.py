@@ -186,7 +186,7 @@ def nearest_members(latent: np.ndarray, pred: np.ndarray, center: np.ndarray, c:
 
 
 def draw_samples(view: RunView, path: Path) -> Path | None:
-    """Generated digits per cluster beside the real members nearest that cluster's mean."""
+    """Generated images per cluster beside the real members nearest that cluster's mean."""
     shape = view.dataset.image_shape
     if shape is None:
         return None
@@ -610,5 +610,5 @@ def table_figure(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_xlim(0, 1.15)
     ax.set_xlabel("clustering accuracy (ACC)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
     return save_png(fig, Path(path))

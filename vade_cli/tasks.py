@@ -62,16 +62,19 @@ def separate_output(folder: Path, run_dir: Path) -> None:
 
 
 def saved_config(folder: Path) -> DictConfig:
-    """The training run's own config: Hydra's copy, or the one inside report.json for runs made in Python."""
-    hydra_copy = folder / ".hydra" / "config.yaml"
-    if hydra_copy.is_file():
-        return OmegaConf.load(hydra_copy)
+    """The training run's own config: report.json's copy first, then Hydra's .hydra/config.yaml.
+
+    report.json is written by the run itself; .hydra/ is rewritten by any command pointed at the folder.
+    """
     config = _report(folder).get("config")
-    if not config:
-        raise CheckpointError(
-            f"{folder} has no saved config (.hydra/config.yaml or report.json); cannot rebuild its model"
-        )
-    return OmegaConf.create(config)
+    if config:
+        return OmegaConf.create(config)
+    hydra_copy = folder / ".hydra" / "config.yaml"
+    if hydra_copy.is_file():  # a run that has not finished yet: only Hydra's copy exists
+        return OmegaConf.load(hydra_copy)
+    raise CheckpointError(
+        f"{folder} has no saved config (report.json or .hydra/config.yaml); cannot rebuild its model"
+    )
 
 
 def _report(folder: Path) -> dict[str, Any]:
@@ -150,6 +153,7 @@ def assignments_csv(proba: np.ndarray, pred: np.ndarray) -> str:
 
 def predict(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Cluster (new) data with a trained run: assignments.csv, and scores when the data has labels."""
+    run_dir = Path(run_dir)
     folder = source_run(cfg)
     separate_output(folder, run_dir)
     saved = saved_config(folder)
@@ -161,35 +165,37 @@ def predict(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if dataset.n_features != expected:
         raise DataError(
             f"{dataset.name} has {dataset.n_features} features but the model in {folder} was trained on "
-            f"{expected}; "
-            "predict needs data with the same features, prepared the same way"
+            f"{expected}; predict needs data with the same features, prepared the same way"
         )
     _warn_if_prepared_differently(folder, dataset)
     model = load_model(saved, dataset, weights, folder).to(device)
     x = torch.as_tensor(dataset.x, device=device)
     pred = model.predict(x).cpu().numpy()  # the path run.evaluate takes: same weights, same numbers
     proba = model.predict_proba(x).cpu().numpy()
-    out = Path(run_dir) / ASSIGNMENTS
+    out = run_dir / ASSIGNMENTS
     checkpoint.atomic_write_text(out, assignments_csv(proba, pred))
     scores = metrics.scores(dataset.y, pred)
     summary = {
         "task": "predict",
         "run_dir": str(run_dir),
         "checkpoint": str(folder),
-        "dataset": dataset.name,
-        "n_samples": dataset.n_samples,
+        "dataset": {
+            "name": dataset.name,
+            "n_samples": dataset.n_samples,
+            "has_labels": dataset.y is not None,
+        },
         "metrics": scores,
         "assignments": str(out),
         "cluster_sizes": np.bincount(pred, minlength=proba.shape[1]).tolist(),
     }
-    write_task_report(Path(run_dir), summary, cfg)
+    write_task_report(run_dir, summary, cfg)
     _print_predict(summary)
     return summary
 
 
 def _print_predict(summary: dict[str, Any]) -> None:
     report.console.print(
-        f"assigned {summary['n_samples']} samples of {summary['dataset']} with the model from "
+        f"assigned {summary['dataset']['n_samples']} samples of {summary['dataset']['name']} with the model from "
         f"{summary['checkpoint']}",
         highlight=False,
         soft_wrap=True,
@@ -219,6 +225,7 @@ def data_shape(folder: Path, saved: DictConfig, weights: dict[str, torch.Tensor]
 def sample(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """n_per_cluster draws from every cluster of a trained run: samples.npz (+ samples.png for images)."""
     n = positive_int("n_per_cluster", cfg.n_per_cluster)
+    run_dir = Path(run_dir)
     folder = source_run(cfg)
     separate_output(folder, run_dir)
     saved = saved_config(folder)
@@ -228,7 +235,6 @@ def sample(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(int(cfg.seed))
     samples, clusters = model.sample(n, generator)
     samples, clusters = samples.numpy(), clusters.numpy()
-    run_dir = Path(run_dir)
     written = [_write_npz(run_dir / SAMPLES_NPZ, samples, clusters)]
     if shape_of.image_shape is not None:
         from vade_cli import figures

@@ -98,8 +98,8 @@ def run_phase(
         history = list(resume["history"])
         epoch, start_step = resume["epoch"], resume["step"]
         if resume.get("perm") is not None:
-            perm, sums = resume["perm"].to(device), resume["sums"].to(device)
-            assignments = resume["assignments"].to(device) if resume.get("assignments") is not None else None
+            perm = resume["perm"].to(device)
+            sums, assignments = (resume[k].to(device) if resume[k] is not None else None for k in ("sums", "assignments"))
 
     task = None
     if progress is not None:

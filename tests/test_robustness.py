@@ -1,0 +1,157 @@
+"""Interruptions, kills and NaNs: a run never loses finished work or leaves a corrupt file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import TINY, compose_config, vade_run
+from vade_cli import checkpoint
+from vade_cli.errors import CheckpointError, Interrupted, TrainingDiverged
+from vade_cli.model import VaDE
+from vade_cli.run import train_run
+
+SYNTH = ["dataset=synthetic", "dataset.n_samples=300", "pretrain.epochs=3", "train.epochs=4", "pretrain.cache=false"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run that every interrupted-and-resumed run must match exactly."""
+    root = tmp_path_factory.mktemp("reference")
+    result = train_run(compose_config([*TINY, *SYNTH], root), root / "ref", progress_enabled=False)
+    return {**result, "run_dir": root / "ref"}
+
+
+def signal_self_on_call(monkeypatch, method: str, call: int, signum=signal.SIGTERM):
+    """Patch VaDE.<method> so that its `call`-th invocation sends `signum` to this process."""
+    original = getattr(VaDE, method)
+    count = {"n": 0}
+
+    def patched(self, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] == call:
+            os.kill(os.getpid(), signum)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VaDE, method, patched)
+
+
+@pytest.mark.parametrize(
+    "method,call",
+    [("autoencoder_loss", 2), ("autoencoder_loss", 4), ("negative_elbo", 1), ("negative_elbo", 5), ("negative_elbo", 10)],
+    ids=["pretrain-epoch1", "pretrain-epoch2-mid", "train-first-step", "train-epoch2-mid", "train-last-epoch"],
+)
+def test_interrupted_then_resumed_equals_uninterrupted(make_cfg, tmp_path, monkeypatch, method, call, reference):
+
+    with monkeypatch.context() as patch:
+        signal_self_on_call(patch, method, call)
+        with pytest.raises(Interrupted, match="SIGTERM"):
+            train_run(make_cfg(*SYNTH), tmp_path / "run", progress_enabled=False)
+    assert not (tmp_path / "run" / "report.json").exists()
+    resumed = train_run(make_cfg(*SYNTH), tmp_path / "run", progress_enabled=False)
+
+    assert resumed["metrics"] == reference["metrics"]
+    assert resumed["final_elbo"] == reference["final_elbo"]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert lines == (reference["run_dir"] / "metrics.jsonl").read_text().splitlines()
+
+
+def test_sigterm_subprocess_then_vade_run_resume(tmp_path):
+    """The real command: SIGTERM mid-training prints how to resume; `resume=` finishes with the same numbers."""
+    args = ["device=cpu", "model=small", *SYNTH[:-2], "pretrain.epochs=2", "train.epochs=40", "report.figures=false"]
+    ref = vade_run([*args, f"hydra.run.dir={tmp_path}/ref"], cwd=tmp_path)
+    assert ref.returncode == 0, ref.stderr[-1500:]
+
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    exe = os.path.join(os.path.dirname(sys.executable), "vade-run")
+    proc = subprocess.Popen([exe, *args, f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        log = run_dir / "metrics.jsonl"
+        if log.exists() and '"phase": "train"' in log.read_text():
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-1500:]
+    assert f"vade-run resume={run_dir}" in err and len(err.strip().splitlines()[-1]) > 0
+    assert (run_dir / "checkpoints" / "last.pt").is_file() and not (run_dir / "report.json").exists()
+
+    resumed = vade_run([f"resume={run_dir}", f"hydra.run.dir={tmp_path}/resume-call"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-1500:]
+    a = json.loads((tmp_path / "ref" / "report.json").read_text())
+    b = json.loads((run_dir / "report.json").read_text())
+    assert a["metrics"] == b["metrics"] and a["final_elbo"] == b["final_elbo"]
+
+
+WRITER = """
+import sys, torch
+from vade_cli import checkpoint
+path, json_path = sys.argv[1], sys.argv[2]
+big = {v: torch.full((400_000,), float(v)) for v in (1, 2)}
+i = 0
+print("ready", flush=True)
+while True:
+    v = 1 + i % 2
+    checkpoint.save(path, {"kind": "train", "version": v, "weights": big[v]})
+    checkpoint.atomic_write_json(json_path, {"version": v, "values": [v] * 20000})
+    i += 1
+"""
+
+
+def test_sigkill_never_leaves_a_corrupt_file(tmp_path):
+    """Kill a writer at random moments: each file is always a whole old or a whole new version."""
+    path, json_path = tmp_path / "last.pt", tmp_path / "report.json"
+    for attempt in range(8):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(json_path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.05 + 0.037 * attempt)
+        proc.kill()
+        proc.wait()
+        if path.exists():
+            payload = checkpoint.load(path, kind="train")
+            assert torch.equal(payload["weights"], torch.full((400_000,), float(payload["version"])))
+        if json_path.exists():
+            doc = json.loads(json_path.read_text())
+            assert doc["values"] == [doc["version"]] * 20000
+
+
+def test_truncated_and_foreign_checkpoints_are_named(tmp_path):
+    good = tmp_path / "good.pt"
+    checkpoint.save(good, {"kind": "train", "x": torch.ones(1000)})
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:500])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": torch.ones(3)}, foreign)
+    for bad in (truncated, foreign):
+        with pytest.raises(CheckpointError, match=bad.name):
+            checkpoint.load(bad)
+
+
+def test_nan_in_a_batch_stops_at_the_step_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path, monkeypatch):
+    original = VaDE.negative_elbo
+    calls = {"n": 0}
+
+    def poisoned(self, x, eps):
+        calls["n"] += 1
+        if calls["n"] == 7:  # epoch 3 of 3-step epochs, its first step
+            x = x.clone()
+            x[0, 0] = float("nan")
+        return original(self, x, eps)
+
+    monkeypatch.setattr(VaDE, "negative_elbo", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"epoch 3, step 0"):
+        train_run(make_cfg(*SYNTH), tmp_path / "run", progress_enabled=False)
+    last = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt", kind="train")
+    assert last["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
