@@ -106,9 +106,17 @@ def hydra_app(cfg: DictConfig) -> Any:
         message = _message(exc)
         if not in_sweep:
             fail(message, 1 if isinstance(exc, TrainingDiverged) else 2)
-        record_failure(run_dir, message, cfg)
-        report.console.print(f"[bold red]job {hydra_cfg.job.num} failed:[/] {message}", highlight=False)
-        return None
+        return _sweep_job_failed(run_dir, message, cfg, hydra_cfg.job.num)
+    except Exception as exc:  # a bug or a CUDA error: a traceback alone, but a sweep must go on
+        if not in_sweep:
+            raise
+        report.console.print_exception()
+        return _sweep_job_failed(run_dir, f"{type(exc).__name__}: {one_line(exc)}", cfg, hydra_cfg.job.num)
+
+
+def _sweep_job_failed(run_dir: Path, message: str, cfg: DictConfig, job_num: int) -> None:
+    record_failure(run_dir, message, cfg)
+    report.console.print(f"[bold red]job {job_num} failed:[/] {message}", highlight=False)
 
 
 def _message(exc: BaseException) -> str:

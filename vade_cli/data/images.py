@@ -152,15 +152,15 @@ def _download(
 
 @register("mnist")
 def load_mnist(cfg: DictConfig) -> Dataset:
-    """70,000 (train+test) 28x28 digits from torchvision's `<root>/MNIST/raw/`."""
-    return load_idx_benchmark(cfg, "MNIST", "MNIST", [])
+    """70,000 (train+test) 28x28 digits from torchvision's `<root>/MNIST/raw/` (or a flat `<root>/mnist/`)."""
+    return load_idx_benchmark(cfg, "MNIST", "MNIST", [resolve_root(cfg) / "mnist"])
 
 
 @register("fashion_mnist")
 def load_fashion_mnist(cfg: DictConfig) -> Dataset:
     """70,000 28x28 clothing images; Debian's `dataset-fashion-mnist` folder is tried before the network."""
     debian = cfg.get("debian_dir")
-    fallbacks = [Path(str(debian)).expanduser()] if debian else []
+    fallbacks = [resolve_root(cfg) / "fashion-mnist"] + ([Path(str(debian)).expanduser()] if debian else [])
     return load_idx_benchmark(cfg, "FashionMNIST", "Fashion-MNIST", fallbacks)
 
 
