@@ -40,3 +40,19 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def autocast(cfg: DictConfig | None, device: torch.device):
+    """bf16 autocast for the networks on CUDA when `device.amp_bf16` is set; a no-op elsewhere.
+
+    The model casts the network outputs back to float32, so the mixture terms stay in full precision.
+    """
+    enabled = cfg is not None and device.type == "cuda" and bool(cfg.get("amp_bf16", False))
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def maybe_compile(fn, cfg: DictConfig | None, device: torch.device):
+    """torch.compile the loss function on CUDA when `device.compile` is set."""
+    if cfg is not None and device.type == "cuda" and bool(cfg.get("compile", False)):
+        return torch.compile(fn)
+    return fn

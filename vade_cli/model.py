@@ -145,7 +145,7 @@ class VaDE(nn.Module):
     def autoencoder_loss(self, x: Tensor) -> dict[str, Tensor]:
         """Pretraining objective: reconstruct x through the latent mean (no sampling, no prior)."""
         mu, _ = self.encoder(x)
-        recon = reconstruction_nll(x, self.decoder(mu), self.likelihood, self.obs_variance).mean()
+        recon = reconstruction_nll(x, self.decoder(mu).float(), self.likelihood, self.obs_variance).mean()
         return {"loss": recon, "recon": recon}
 
     def negative_elbo(self, x: Tensor, eps: Tensor) -> tuple[dict[str, Tensor], Tensor]:
@@ -154,9 +154,9 @@ class VaDE(nn.Module):
         The same z feeds the reconstruction and q(c|x) = p(c|z). Also returns argmax_c q(c|x) at
         z = mu for this batch, which costs one [B,K] pass and gives free per-epoch assignments.
         """
-        mu, logvar = self.encoder(x)
+        mu, logvar = (t.float() for t in self.encoder(x))  # float32 even under bf16 autocast
         z = mu + torch.exp(0.5 * logvar) * eps
-        recon = reconstruction_nll(x, self.decoder(z), self.likelihood, self.obs_variance)
+        recon = reconstruction_nll(x, self.decoder(z).float(), self.likelihood, self.obs_variance)
         log_gamma = self.prior.log_responsibilities(z)
         kl = elbo_terms(self.prior, mu, logvar, log_gamma)
         terms = {"recon": recon.mean(), "kl_z": kl["kl_z"].mean(), "kl_c": kl["kl_c"].mean()}

@@ -92,7 +92,7 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
         model.train()
         history = train.fit(
             model, x, cfg.train, seed, run_dir / checkpoint.LAST, stop, progress, train_resume, on_epoch_end,
-            extra={"pretrain_summary": pretrain_summary},
+            extra={"pretrain_summary": pretrain_summary}, device_cfg=cfg.device,
         )
         train_seconds = time.perf_counter() - t_train
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from vade_cli import checkpoint
+from vade_cli.device import autocast, maybe_compile
 from vade_cli.errors import Interrupted, TrainingDiverged
 
 if TYPE_CHECKING:
@@ -214,6 +215,7 @@ def fit(
     resume: dict[str, Any] | None = None,
     on_epoch_end: EpochEndFn | None = None,
     extra: dict[str, Any] | None = None,
+    device_cfg: Any = None,
 ) -> list[dict[str, Any]]:
     """Train VaDE on the negative ELBO from its GMM-initialised state; return the per-epoch history."""
     optimizer, scheduler = vade_optimizer(model, cfg)
@@ -221,9 +223,12 @@ def fit(
     generator = torch.Generator(device=x.device).manual_seed(seed + 1)
     latent_dim = model.prior.mu.shape[1]
 
+    loss_fn = maybe_compile(model.negative_elbo, device_cfg, x.device)
+
     def step(idx: Tensor):
         eps = torch.randn(len(idx), latent_dim, generator=generator, device=x.device)
-        return model.negative_elbo(x[idx], eps)
+        with autocast(device_cfg, x.device):
+            return loss_fn(x[idx], eps)
 
     phase = Phase(
         name="train",
