@@ -38,3 +38,9 @@ reproduce-table:  ## paper presets x SEEDS for each dataset present; reproduce.m
 
 reproduce-table-quick:  ## the same, end to end on digits and synthetic with tiny settings (a smoke test)
 	$(PYTHON) -m vade_cli.reproduce --quick --seeds 0,1 $(REPRODUCE_ARGS)
+
+bench:  ## samples/s of pretraining, VaDE steps and eval vs the bare-MLP roofline; epoch overhead, peak RSS -> bench.json
+	$(PYTHON) -m vade_cli.bench
+
+bench-quick:  ## the same on a tiny network and data (seconds; a smoke test, not a measurement)
+	$(PYTHON) -m vade_cli.bench --quick --out bench-quick.json

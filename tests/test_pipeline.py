@@ -13,7 +13,7 @@ EPOCH_KEYS = {"epoch", "loss", "recon", "kl_z", "kl_c", "lr", "acc", "nmi", "ari
 
 
 def test_synthetic_clusters_are_recovered(make_cfg, tmp_path):
-    cfg = make_cfg("dataset=synthetic", "pretrain.epochs=15", "train.epochs=10", "train.lr=0.0005")
+    cfg = make_cfg("dataset=synthetic", "pretrain.epochs=15", "train.epochs=10")
     result = train_run(cfg, tmp_path / "run", progress_enabled=False)
     assert result["metrics"]["final"]["acc"] >= 0.95
 
