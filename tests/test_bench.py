@@ -55,6 +55,7 @@ def test_epoch_overhead_and_memory_are_reported(result):
     epoch, memory = result["epoch"], result["memory"]
     assert epoch["loop_s"] > 0 and epoch["bare_s"] > 0 and epoch["epoch_end_s"] > 0
     assert epoch["overhead_pct"] == pytest.approx(100 * (epoch["loop_s"] / epoch["bare_s"] - 1))
+    assert epoch["overhead_pct_best"] == pytest.approx(100 * (min(epoch["loop_runs_s"]) / min(epoch["bare_runs_s"]) - 1))
     assert math.isfinite(epoch["projected_full_epoch_overhead_pct"])
     assert memory["n_samples"] == result["settings"]["n_eval"]
     assert memory["peak_rss_bytes"] >= memory["rss_after_import_bytes"] > 0
@@ -75,3 +76,16 @@ def test_bad_batch_sizes_are_a_usage_error(bad, capsys):
         bench.parse_args(["--batch-sizes", bad])
     assert exc.value.code == 2
     assert "batch sizes" in capsys.readouterr().err
+
+
+def test_projection_pays_the_epoch_end_once_and_per_step_costs_per_step():
+    # no per-step overhead: a 0.5 s epoch end over 100 steps of 0.1 s is 5%
+    assert bench.projected_overhead(1.0, 0.5, 1.0, steps=10, full_steps=100) == pytest.approx(5.0)
+    # 10 ms more per step on 100 ms steps is 10%, whatever the epoch's length
+    assert bench.projected_overhead(1.1, 0.0, 1.0, steps=10, full_steps=700) == pytest.approx(10.0)
+
+
+def test_bf16_and_compile_are_refused_on_the_cpu(capsys):
+    # the training code honours device.amp_bf16/compile on CUDA only; a CPU figure "with bf16" would be a lie
+    assert bench.main(["--quick", "--device", "cpu", "--bf16"]) == 2
+    assert "CUDA-only" in capsys.readouterr().err

@@ -14,7 +14,9 @@ A ratio near 1 means the GMM terms, the data path and the loop cost little; a lo
                        steps, one eval pass and one checkpoint
 
 Timed contenders are interleaved repeat by repeat, so load from other jobs hits all of them alike,
-and the median is reported. Results go to stdout (a table) and to bench.json.
+and the median is reported. Results go to stdout (a table) and to bench.json. On CUDA, --bf16 and
+--compile set device.amp_bf16 / device.compile for the VaDE steps, the real loop and the roofline,
+as `train.fit` applies them; pretraining and evaluation run in float32, as they do in a run.
 
     python -m vade_cli.bench [--device cpu|cuda|auto] [--batch-sizes 100,256] [--repeats N]
                              [--steps N] [--threads N] [--bf16] [--compile] [--quick] [--out bench.json]
@@ -50,9 +52,10 @@ from rich.table import Table
 from torch import Tensor, nn
 
 from vade_cli import checkpoint, metrics, report, train
-from vade_cli.device import configure, resolve_device
+from vade_cli.device import autocast, configure, maybe_compile, resolve_device
 from vade_cli.model import VaDE, mlp
 from vade_cli.pretrain import autoencoder_modules
+from vade_cli.train import adam
 
 CONF = Path(__file__).resolve().parent / "conf"
 # The targets of issue 5, checked (never asserted) on every run.
@@ -84,6 +87,8 @@ class Shape:
 
 @dataclass(frozen=True)
 class Settings:
+    """What one benchmark run measures, resolved from the command line."""
+
     device: torch.device
     shape: Shape
     batch_sizes: tuple[int, ...]
@@ -91,8 +96,7 @@ class Settings:
     steps: int
     warmup_steps: int
     epoch_steps: int  # steps in the epoch of (d): long enough that its fixed cost is not everything
-    bf16: bool
-    compile: bool
+    device_cfg: DictConfig  # threads, amp_bf16, compile: what `train.fit` takes as `device_cfg`
 
     @property
     def epoch_batch(self) -> int:
@@ -154,17 +158,6 @@ def measure(contenders: list[Contender], repeats: int, clock: Clock) -> None:
 # ---------------------------------------------------------------- the work
 
 
-def autocast(settings: Settings) -> contextlib.AbstractContextManager:
-    """bf16 autocast when asked for (the training code has none yet: it shows what it would gain)."""
-    if not settings.bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=settings.device.type, dtype=torch.bfloat16)
-
-
-def maybe_compile(fn: Callable, settings: Settings) -> Callable:
-    return torch.compile(fn) if settings.compile else fn
-
-
 def plain_autoencoder(shape: Shape) -> nn.Sequential:
     """The roofline network: VaDE's encoder body + mean head and decoder, as one bare Linear/ReLU stack."""
     encoder = nn.Sequential(mlp([shape.n_features, *shape.hidden]), nn.Linear(shape.hidden[-1], shape.latent_dim))
@@ -183,9 +176,12 @@ def train_config(batch_size: int, epochs: int = 1) -> DictConfig:
     return cfg
 
 
-def optimise(loss_fn: Callable[[], Tensor], optimizer: torch.optim.Optimizer, settings: Settings) -> None:
-    """One optimiser step: the part every contender of (a), (b) and the roofline shares."""
-    with autocast(settings):
+def optimise(
+    loss_fn: Callable[[], Tensor], optimizer: torch.optim.Optimizer, device_cfg: DictConfig | None, device: torch.device
+) -> None:
+    """One optimiser step: the part every contender of (a), (b) and the roofline shares; bf16 autocast
+    where `device_cfg` asks for it on CUDA (None: float32, as pretraining runs)."""
+    with autocast(device_cfg, device):
         loss = loss_fn()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -195,56 +191,58 @@ def optimise(loss_fn: Callable[[], Tensor], optimizer: torch.optim.Optimizer, se
 def roofline_steps(x_batch: Tensor, settings: Settings) -> Callable[[int], None]:
     """n steps of the bare network on one pre-made batch: no gather, no GMM, no bookkeeping."""
     net = plain_autoencoder(settings.shape).to(settings.device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    forward = maybe_compile(net, settings)
+    optimizer = adam(net.parameters(), lr=1e-3)
+    forward = maybe_compile(net, settings.device_cfg, settings.device)
 
     def loss() -> Tensor:  # per-sample BCE summed over features, batch mean: VaDE's reconstruction term
         return F.binary_cross_entropy_with_logits(forward(x_batch), x_batch, reduction="sum") / len(x_batch)
 
     def run(n: int) -> None:
         for _ in range(n):
-            optimise(loss, optimizer, settings)
+            optimise(loss, optimizer, settings.device_cfg, settings.device)
 
     return run
 
 
 def sliced_steps(
     batch_loss: Callable[[Tensor], Tensor], optimizer: torch.optim.Optimizer, x: Tensor, batch_size: int,
-    settings: Settings,
+    device_cfg: DictConfig | None,
 ) -> Callable[[int], None]:
     """n steps the way `run_phase` takes them (index slices of a permutation of the on-device tensor),
     minus its bookkeeping: the permutation is drawn once here, outside the timed region."""
     perm = torch.randperm(len(x), device=x.device)
     n_batches = len(x) // batch_size
-    batch_loss = maybe_compile(batch_loss, settings)
 
     def run(n: int) -> None:
         for s in range(n):
             j = s % n_batches
             idx = perm[j * batch_size : (j + 1) * batch_size]
-            optimise(partial(batch_loss, x[idx]), optimizer, settings)
+            optimise(partial(batch_loss, x[idx]), optimizer, device_cfg, x.device)
 
     return run
 
 
 def pretrain_steps(model: VaDE, x: Tensor, batch_size: int, settings: Settings) -> Callable[[int], None]:
-    """(a): the autoencoder's loss and optimiser, as `pretrain_autoencoder` sets them up."""
+    """(a): the autoencoder's loss and optimiser, as `pretrain_autoencoder` sets them up: float32 and
+    uncompiled whatever --bf16/--compile say, since pretraining honours neither."""
     lr = float(OmegaConf.load(CONF / "pretrain" / "ae.yaml").lr)
-    optimizer = torch.optim.Adam(autoencoder_modules(model).parameters(), lr=lr)
-    return sliced_steps(lambda xb: model.autoencoder_loss(xb)["loss"], optimizer, x, batch_size, settings)
+    optimizer = adam(autoencoder_modules(model).parameters(), lr=lr)
+    return sliced_steps(lambda xb: model.autoencoder_loss(xb)["loss"], optimizer, x, batch_size, None)
 
 
 def vade_steps(model: VaDE, x: Tensor, batch_size: int, settings: Settings) -> Callable[[int], None]:
-    """(b): the negative ELBO with fresh reparameterisation noise, under `vade_optimizer`."""
+    """(b): the negative ELBO with fresh reparameterisation noise, under `vade_optimizer`, compiled
+    when `device.compile` is set on CUDA, as `train.fit` does."""
     optimizer, _ = train.vade_optimizer(model, train_config(batch_size))
     generator = torch.Generator(device=x.device).manual_seed(0)
     latent_dim = model.prior.mu.shape[1]
+    loss_fn = maybe_compile(model.negative_elbo, settings.device_cfg, settings.device)
 
     def batch_loss(xb: Tensor) -> Tensor:
         eps = torch.randn(len(xb), latent_dim, generator=generator, device=xb.device)
-        return model.negative_elbo(xb, eps)[0]["loss"]
+        return loss_fn(xb, eps)[0]["loss"]
 
-    return sliced_steps(batch_loss, optimizer, x, batch_size, settings)
+    return sliced_steps(batch_loss, optimizer, x, batch_size, settings.device_cfg)
 
 
 def step_contenders(model: VaDE, x: Tensor, batch_size: int, settings: Settings) -> list[Contender]:
@@ -266,24 +264,20 @@ def predict_chunk() -> int:
 
 
 def eval_contenders(model: VaDE, x: Tensor, settings: Settings) -> list[Contender]:
-    """(c): `predict` over the full tensor, beside a bare encoder forward over the same chunks."""
+    """(c): `predict` over the full tensor, beside a bare encoder forward over the same chunks, both in
+    float32 as `run.evaluate` runs it."""
     encoder = plain_autoencoder(settings.shape)[0].to(settings.device)
     chunk = predict_chunk()
 
     @torch.inference_mode()
     def bare(data: Tensor) -> None:
-        with autocast(settings):
-            for i in range(0, len(data), chunk):
-                encoder(data[i : i + chunk])
-
-    def real(data: Tensor) -> None:
-        with autocast(settings):
-            model.predict(data)
+        for i in range(0, len(data), chunk):
+            encoder(data[i : i + chunk])
 
     head = x[:chunk]
     return [
         Contender("eval_roofline", partial(bare, x), partial(bare, head), len(x)),
-        Contender("eval_pass", partial(real, x), partial(real, head), len(x)),
+        Contender("eval_pass", partial(model.predict, x), partial(model.predict, head), len(x)),
     ]
 
 
@@ -296,7 +290,7 @@ class EpochTimes:
 
 def epoch_contenders(model: VaDE, x: Tensor, settings: Settings, run_dir: Path) -> tuple[list[Contender], EpochTimes]:
     """(d): one epoch of `train.fit` with run.py's per-epoch metrics + log and its checkpoint, beside
-    the same number of bare VaDE steps on the same batches' shapes."""
+    the same number of bare VaDE steps at the same batch size."""
     bs = settings.epoch_batch
     n = settings.epoch_steps * bs
     labels = np.random.default_rng(0).integers(0, settings.shape.n_clusters, len(x))
@@ -311,7 +305,8 @@ def epoch_contenders(model: VaDE, x: Tensor, settings: Settings, run_dir: Path) 
 
     def loop(n_samples: int, record: bool) -> None:
         cfg = train_config(bs)
-        train.fit(model, x[:n_samples], cfg, 0, run_dir / checkpoint.LAST, train.StopRequest(), None, None, on_epoch_end)
+        train.fit(model, x[:n_samples], cfg, 0, run_dir / checkpoint.LAST, train.StopRequest(), None, None,
+                  on_epoch_end, device_cfg=settings.device_cfg)  # fmt: skip
         if record:
             times.epoch_end_s.append(time.perf_counter() - marks[-1])
 
@@ -350,10 +345,11 @@ def probe_memory(settings: Settings) -> dict[str, Any]:
     model = build_vade(shape, device)
     bs = settings.epoch_batch
     with tempfile.TemporaryDirectory() as tmp:
-        # fit on a view of the first few batches: the full tensor stays resident, the epoch stays short
-        train.fit(model, x[: settings.steps * bs], train_config(bs), 0, Path(tmp) / "last.pt", train.StopRequest())
+        # fit on a view of the first few batches: the full tensor stays resident, the epoch stays short,
+        # and the loop writes its checkpoint (model + Adam state) at the epoch's end
+        train.fit(model, x[: settings.steps * bs], train_config(bs), 0, Path(tmp) / "last.pt", train.StopRequest(),
+                  device_cfg=settings.device_cfg)  # fmt: skip
         model.predict(x)
-        checkpoint.save(Path(tmp) / "model.pt", {"kind": "bench", "model": model.state_dict()})
     out = {"n_samples": shape.n_full, "peak_rss_bytes": peak_rss_bytes(), "rss_after_import_bytes": after_import}
     if device.type == "cuda":
         out["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated()
@@ -364,7 +360,7 @@ def start_memory_probe(args: argparse.Namespace) -> subprocess.Popen:
     """`probe_memory` in a fresh interpreter, so this process's own allocations do not count."""
     cmd = [sys.executable, "-m", "vade_cli.bench", "--probe-memory", "--device", args.device, "--steps", str(args.steps)]
     cmd += ["--batch-sizes", args.batch_sizes]
-    cmd += ["--quick"] if args.quick else []
+    cmd += [flag for flag, on in (("--quick", args.quick), ("--bf16", args.bf16), ("--compile", args.compile)) if on]
     cmd += ["--threads", str(args.threads)] if args.threads else []
     package_root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
@@ -393,22 +389,29 @@ def figure(c: Contender, batch_size: int, roofline: Contender) -> dict[str, Any]
         "roofline": roofline.name,
         "roofline_samples_per_s": roofline.samples_per_s(),
         "ratio": c.samples_per_s() / roofline.samples_per_s(),
+        "spread_pct": 100 * (max(c.seconds) / min(c.seconds) - 1),  # slowest vs fastest repeat: the noise
     }
+
+
+def projected_overhead(steps_part_s: float, epoch_end_s: float, bare_s: float, steps: int, full_steps: int) -> float:
+    """Bookkeeping % of a `full_steps` epoch, from a `steps`-step one: the per-step part of the
+    overhead (loss reads, sums, assignments) scales with the steps, the per-epoch part (shuffle,
+    metrics, log, checkpoint) is paid once, as in a real epoch."""
+    per_step = (steps_part_s - bare_s) / steps
+    return 100 * (per_step * full_steps + epoch_end_s) / (bare_s / steps * full_steps)
 
 
 def epoch_summary(loop: Contender, bare: Contender, times: EpochTimes, settings: Settings) -> dict[str, Any]:
     """Bookkeeping overhead as measured on the short epoch, and projected to a full-size one.
 
-    The projection scales the per-step part of the overhead (loss reads, sums, assignments) to the
-    full epoch's steps and adds the per-epoch part (metrics, log, checkpoint) once, as a real epoch does.
+    Medians are the headline; the same from each side's fastest repeat ("best") is a second reading
+    that shared-machine noise, which only ever adds time, disturbs less.
     """
     steps, bs = settings.epoch_steps, settings.epoch_batch
-    epoch_end = statistics.median(times.epoch_end_s)
-    steps_part = statistics.median(t - e for t, e in zip(loop.seconds, times.epoch_end_s))
-    per_step_overhead = (steps_part - bare.median_s()) / steps
-    bare_step = bare.median_s() / steps
     full_steps = math.ceil(settings.shape.n_full / bs)
-    projected = (per_step_overhead * full_steps + epoch_end) / (bare_step * full_steps)
+    steps_parts = [t - e for t, e in zip(loop.seconds, times.epoch_end_s)]
+    epoch_end = statistics.median(times.epoch_end_s)
+    steps_part = statistics.median(steps_parts)
     return {
         "batch_size": bs,
         "steps": steps,
@@ -417,10 +420,14 @@ def epoch_summary(loop: Contender, bare: Contender, times: EpochTimes, settings:
         "loop_runs_s": list(loop.seconds),
         "bare_runs_s": list(bare.seconds),
         "epoch_end_s": epoch_end,
-        "per_step_overhead_s": per_step_overhead,
+        "per_step_overhead_s": (steps_part - bare.median_s()) / steps,
         "overhead_pct": 100 * (loop.median_s() / bare.median_s() - 1),
+        "overhead_pct_best": 100 * (min(loop.seconds) / min(bare.seconds) - 1),
         "full_epoch_steps": full_steps,
-        "projected_full_epoch_overhead_pct": 100 * projected,
+        "projected_full_epoch_overhead_pct": projected_overhead(steps_part, epoch_end, bare.median_s(), steps, full_steps),
+        "projected_full_epoch_overhead_pct_best": projected_overhead(
+            min(steps_parts), min(times.epoch_end_s), min(bare.seconds), steps, full_steps
+        ),
     }
 
 
@@ -444,24 +451,36 @@ def targets(figures: list[dict[str, Any]], epoch: dict[str, Any], memory: dict[s
 def print_results(result: dict[str, Any], console: Console) -> None:
     table = Table(title=f"vade-cli bench: {result['device']} ({result['device_name']}), {result['threads']} threads, "
                         f"network {result['network']['widths']}")  # fmt: skip
-    for col in ("figure", "batch", "samples/s", "median s", "roofline samples/s", "ratio"):
+    for col in ("figure", "batch", "samples/s", "median s", "spread", "roofline", "ratio"):
         table.add_column(col, justify="left" if col == "figure" else "right")
     for f in result["figures"]:
         table.add_row(f["name"], str(f["batch_size"]), f"{f['samples_per_s']:,.0f}", f"{f['median_s']:.3f}",
-                      f"{f['roofline_samples_per_s']:,.0f}", f"{f['ratio']:.2f}")  # fmt: skip
+                      f"{f['spread_pct']:.0f}%", f"{f['roofline_samples_per_s']:,.0f}", f"{f['ratio']:.2f}")  # fmt: skip
     console.print(table)
     e, m = result["epoch"], result["memory"]
     console.print(
         f"epoch @ batch {e['batch_size']}, {e['steps']} steps: real loop {e['loop_s']:.3f} s vs bare steps "
         f"{e['bare_s']:.3f} s -> overhead {e['overhead_pct']:+.1f}% (epoch end {e['epoch_end_s']:.3f} s, "
         f"per step {1000 * e['per_step_overhead_s']:+.2f} ms); projected to a {e['full_epoch_steps']}-step epoch: "
-        f"{e['projected_full_epoch_overhead_pct']:+.1f}%"
+        f"{e['projected_full_epoch_overhead_pct']:+.1f}% (best repeats: {e['projected_full_epoch_overhead_pct_best']:+.1f}%)"
     )
     console.print(f"peak RSS, {m['n_samples']:,} samples: {m['peak_rss_gib']:.2f} GiB "
                   f"(after importing torch: {m['rss_after_import_bytes'] / 2**30:.2f} GiB)")  # fmt: skip
+    if busy_machine(result):
+        load, cores = result["load_average_1min"]["before"], result["cores"]
+        console.print(
+            f"[yellow]warning:[/] the machine was busy (1-min load {load:.1f} on {cores} cores, {result['threads']} "
+            "bench threads): the figures are noisy, and OpenMP threads that share cores with other work can "
+            f"run several times slower{'; compare --threads 1' if result['threads'] > 1 else ''}"
+        )
     for t in result["targets"]:
         mark = "[green]met[/]" if t["met"] else "[red]missed[/]"
         console.print(f"target {t['name']} {t['limit']}: {t['value']:.3g} {mark}")
+
+
+def busy_machine(result: dict[str, Any]) -> bool:
+    """Other work already had the cores the bench's threads needed when it started."""
+    return result["load_average_1min"]["before"] + result["threads"] > result["cores"] + 0.5
 
 
 def device_name(device: torch.device) -> str:
@@ -498,11 +517,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m vade_cli.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     parser.add_argument("--batch-sizes", default="100,256", help="comma-separated (default 100,256)")
-    parser.add_argument("--repeats", type=positive_int, help="timed repeats per figure (default 3, quick 2)")
+    parser.add_argument("--repeats", type=positive_int, help="timed repeats per figure (default 5, quick 2)")
     parser.add_argument("--steps", type=positive_int, help="steps per timed repeat (default 10, quick 3)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast around the networks")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the step losses and roofline")
+    parser.add_argument("--bf16", action="store_true", help="CUDA: bf16 autocast in the steps (device.amp_bf16)")
+    parser.add_argument("--compile", action="store_true", help="CUDA: torch.compile the step losses (device.compile)")
     parser.add_argument("--quick", action="store_true", help="tiny network and data: a smoke test in seconds")
     parser.add_argument("--out", type=Path, default=Path("bench.json"), help="results file (default bench.json)")
     parser.add_argument("--probe-memory", action="store_true", help=argparse.SUPPRESS)  # the (e) subprocess
@@ -511,9 +530,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         batch_sizes_arg(args.batch_sizes)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
-    args.repeats = args.repeats or (2 if args.quick else 3)
+    args.repeats = args.repeats or (2 if args.quick else 5)
     args.steps = args.steps or (3 if args.quick else 10)
     return args
+
+
+def device_config(args: argparse.Namespace) -> DictConfig:
+    """The `device` config group's fields that the bench's flags set, in the shape `train.fit` reads."""
+    return OmegaConf.create({"type": args.device, "threads": args.threads, "amp_bf16": args.bf16,
+                             "compile": args.compile, "tf32": True})  # fmt: skip
 
 
 def settings_from(args: argparse.Namespace, device: torch.device) -> Settings:
@@ -526,8 +551,7 @@ def settings_from(args: argparse.Namespace, device: torch.device) -> Settings:
         steps=args.steps,
         warmup_steps=1 if args.quick else 2,
         epoch_steps=3 * args.steps,
-        bf16=args.bf16,
-        compile=args.compile,
+        device_cfg=device_config(args),
     )
 
 
@@ -587,8 +611,8 @@ def benchmark(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "quick": bool(args.quick),
-        "bf16": settings.bf16,
-        "compile": settings.compile,
+        "bf16": bool(settings.device_cfg.amp_bf16),
+        "compile": bool(settings.device_cfg.compile),
         "network": {"widths": shape.widths(), "n_features": shape.n_features, "hidden": list(shape.hidden),
                     "latent_dim": shape.latent_dim, "n_clusters": shape.n_clusters},  # fmt: skip
         "settings": {"batch_sizes": list(settings.batch_sizes), "repeats": settings.repeats, "steps": settings.steps,
@@ -603,15 +627,19 @@ def benchmark(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = resolve_device(OmegaConf.create({"type": args.device}))
-    configure(OmegaConf.create({"threads": args.threads}), device)
+    device = resolve_device(device_config(args))
+    if (args.bf16 or args.compile) and device.type != "cuda":
+        print("--bf16 and --compile are CUDA-only, as device.amp_bf16 and device.compile are", file=sys.stderr)
+        return 2
+    configure(device_config(args), device)
     settings = settings_from(args, device)
     if args.probe_memory:
         print(json.dumps(probe_memory(settings)))
         return 0
-    load_before = os.getloadavg()
+    load_before = os.getloadavg()[0]
     result = benchmark(settings, args)
-    result["load_average_1min"] = {"before": load_before[0], "after": os.getloadavg()[0]}
+    result["cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    result["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
     print_results(result, Console())
     checkpoint.atomic_write_json(args.out, result)
     Console().print(f"wrote {args.out}")

@@ -22,7 +22,7 @@ from torch import nn
 
 from vade_cli import checkpoint, metrics
 from vade_cli.model import VaDE
-from vade_cli.train import Phase, StopRequest, run_phase, step_lr_factor
+from vade_cli.train import Phase, StopRequest, adam, run_phase, step_lr_factor
 
 
 @dataclass
@@ -69,7 +69,7 @@ def pretrain_autoencoder(
         return PretrainResult(time.perf_counter() - start, True, cache_path, payload["history"])
 
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    optimizer = torch.optim.Adam(ae.parameters(), lr=float(cfg.lr))
+    optimizer = adam(ae.parameters(), lr=float(cfg.lr))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, step_lr_factor(1.0, 1, 1.0))
 
     def step(idx: torch.Tensor):

@@ -190,11 +190,19 @@ def _diverged_message(phase: Phase, epoch: int, step: int | None) -> str:
     )
 
 
+def adam(params, lr: float = 1e-3) -> torch.optim.Adam:
+    """Adam with its fused kernel: one pass over all parameters instead of a dozen small ops each.
+
+    On the CPU this made a paper-network step at batch 100 about 1.5x faster (`make bench`).
+    """
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
 def vade_optimizer(model: VaDE, cfg) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """Adam over networks and prior (the prior may have its own lr), one step-decay schedule for both."""
     lr = float(cfg.lr)
     prior_lr = float(cfg.prior_lr) if cfg.prior_lr is not None else lr
-    optimizer = torch.optim.Adam(
+    optimizer = adam(
         [
             {"params": model.network_parameters(), "lr": lr},
             {"params": list(model.prior.parameters()), "lr": prior_lr},
