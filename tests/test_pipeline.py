@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from tests.conftest import vade_run
 from vade_cli.run import train_run
 
@@ -61,7 +59,6 @@ def test_installed_vade_run_from_another_folder(tmp_path):
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
 
 
-@pytest.mark.slow
 def test_digits_default_vade_holds_its_initialisation(make_cfg, tmp_path):
     """Seed 0, default settings: VaDE must not end below the AE+GMM initialisation it starts from."""
     result = train_run(make_cfg("dataset=digits", tiny=False), tmp_path / "run", progress_enabled=False)

@@ -25,6 +25,10 @@ from vade_cli.model import VaDE
 from vade_cli.train import Phase, StopRequest, adam, run_phase, step_lr_factor
 
 
+# Bump when pretraining's numerics change (optimiser, loss, init), so old autoencoders are not reused.
+CACHE_VERSION = 2  # 2: fused Adam
+
+
 @dataclass
 class PretrainResult:
     seconds: float
@@ -36,6 +40,7 @@ class PretrainResult:
 def cache_key(data_fingerprint: str, model_cfg: DictConfig, pretrain_cfg: DictConfig, seed: int) -> str:
     """Digest of what determines the autoencoder's weights (device aside): data, network, settings, seed."""
     relevant = {
+        "version": CACHE_VERSION,
         "data": data_fingerprint,
         "model": OmegaConf.to_container(model_cfg, resolve=True),
         "pretrain": {k: v for k, v in OmegaConf.to_container(pretrain_cfg, resolve=True).items() if k != "cache"},
