@@ -24,7 +24,6 @@ from vade_cli import checkpoint, metrics
 from vade_cli.model import VaDE
 from vade_cli.train import Phase, StopRequest, adam, run_phase, step_lr_factor
 
-
 # Bump when pretraining's numerics change (optimiser, loss, init), so old autoencoders are not reused.
 CACHE_VERSION = 2  # 2: fused Adam
 
