@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,12 +43,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(cfg: DictConfig | None, device: torch.device):
-    """bf16 autocast for the networks on CUDA when `device.amp_bf16` is set; a no-op elsewhere.
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 in hardware (AVX512_BF16 or AMX): there bf16 is ~2x float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
-    The model casts the network outputs back to float32, so the mixture terms stay in full precision.
+
+def bf16_enabled(cfg: DictConfig | None, device: torch.device) -> bool:
+    """`device.amp_bf16`: auto (on CUDA and on CPUs with native bf16), true, or false."""
+    setting = "auto" if cfg is None else cfg.get("amp_bf16", "auto")
+    if isinstance(setting, str) and setting.lower() == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    if setting not in (True, False):
+        raise ConfigError(f"device.amp_bf16 must be auto, true or false, got {setting!r}")
+    return bool(setting)
+
+
+def autocast(cfg: DictConfig | None, device: torch.device):
+    """bf16 autocast for the networks' matmuls where `bf16_enabled` says so.
+
+    The model casts the network outputs back to float32, so the mixture prior, the ELBO terms and
+    the responsibilities stay in full precision, and the optimiser state is float32 throughout.
     """
-    enabled = cfg is not None and device.type == "cuda" and bool(cfg.get("amp_bf16", False))
+    enabled = bf16_enabled(cfg, device)
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 

@@ -343,6 +343,8 @@ def curve_panels(records: list[dict[str, Any]]) -> list[tuple[str, list[tuple[st
         ("reconstruction -log p(x|z)", series(train, "recon")),
         ("KL(q(z|x) || p(z|c))", series(train, "kl_z")),
         ("KL(q(c|x) || p(c))", series(train, "kl_c")),
+        ("label-free: cluster movement", series(train, "max_q") + series(train, "changed")
+         + series(train, "smallest_cluster")),
         ("VaDE: ACC / NMI (per epoch)", series(train, "acc") + series(train, "nmi")),
     ]
     return [(title, lines) for title, lines in panels if lines]
@@ -363,7 +365,7 @@ def draw_curves(view: RunView, path: Path) -> Path | None:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        if title.startswith("VaDE: ACC"):
+        if title.startswith(("VaDE: ACC", "label-free")):
             ax.set_ylim(0, 1)
         if len(lines) > 1:
             ax.legend(fontsize=8)
@@ -397,9 +399,9 @@ FIGURE_CAPTIONS = {
     "classes; "
     "numbers are counts, shading is each cluster's share.",
     "latent.png": "The encoder's latent means in two dimensions, coloured by predicted cluster.",
-    "curves.png": "Training curves from metrics.jsonl: the terms of the negative ELBO per epoch, and the "
-    "scores "
-    "when labels exist.",
+    "curves.png": "Training curves from metrics.jsonl: the terms of the negative ELBO per epoch; label-free "
+    "signs of movement (mean max q(c|x), share of points that changed cluster, smallest cluster's share); "
+    "and the scores when labels exist.",
 }
 
 

@@ -119,6 +119,17 @@ def elbo_terms(prior: GaussianMixturePrior, mu: Tensor, logvar: Tensor, log_gamm
     return {"kl_z": kl_z, "kl_c": kl_c}
 
 
+ANCHOR_SMOOTHING = 1e-3  # the anchored q(c|x) keeps this mass off the anchor cluster: finite logs, no 0*log 0
+
+
+def anchored_log_gamma(anchor: Tensor, n_clusters: int) -> Tensor:
+    """log q(c|x) held at a given partition: [B] cluster indices -> [B,K], near one-hot."""
+    off = ANCHOR_SMOOTHING / (n_clusters - 1)
+    gamma = torch.full((len(anchor), n_clusters), off, device=anchor.device)
+    gamma.scatter_(1, anchor.unsqueeze(1), 1.0 - ANCHOR_SMOOTHING)
+    return gamma.log()
+
+
 class VaDE(nn.Module):
     """Encoder, decoder and mixture prior, with the paper's one-sample SGVB estimate of the ELBO."""
 
@@ -148,26 +159,39 @@ class VaDE(nn.Module):
         recon = reconstruction_nll(x, self.decoder(mu).float(), self.likelihood, self.obs_variance).mean()
         return {"loss": recon, "recon": recon}
 
-    def negative_elbo(self, x: Tensor, eps: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    def autoencoder_mse(self, x: Tensor) -> dict[str, Tensor]:
+        """DEC's pretraining objective: squared error of the linear output, averaged over features.
+
+        The mean (not sum) over features keeps the gradient scale DEC's SGD at lr 1.0 was tuned for.
+        """
+        mu, _ = self.encoder(x)
+        loss = (self.decoder(mu).float() - x).pow(2).mean()
+        return {"loss": loss, "recon": loss}
+
+    def negative_elbo(self, x: Tensor, eps: Tensor, anchor: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor]:
         """Batch-mean -ELBO and its terms, from one reparameterised sample z = mu + sigma * eps.
 
-        The same z feeds the reconstruction and q(c|x) = p(c|z). Also returns argmax_c q(c|x) at
+        The same z feeds the reconstruction and q(c|x) = p(c|z). With `anchor` (cluster indices [B], from the
+        prior's initialisation) q(c|x) is held at that partition instead, which pulls each point towards its
+        initial cluster's Gaussian while the encoder adapts. Also returns argmax_c q(c|x) at
         z = mu for this batch, which costs one [B,K] pass and gives free per-epoch assignments.
         """
         mu, logvar = (t.float() for t in self.encoder(x))  # float32 even under bf16 autocast
         z = mu + torch.exp(0.5 * logvar) * eps
         recon = reconstruction_nll(x, self.decoder(z).float(), self.likelihood, self.obs_variance)
-        log_gamma = self.prior.log_responsibilities(z)
+        log_gamma = self.prior.log_responsibilities(z) if anchor is None else anchored_log_gamma(anchor, self.prior.n_clusters)
         kl = elbo_terms(self.prior, mu, logvar, log_gamma)
         terms = {"recon": recon.mean(), "kl_z": kl["kl_z"].mean(), "kl_c": kl["kl_c"].mean()}
         terms["loss"] = terms["recon"] + terms["kl_z"] + terms["kl_c"]
-        with torch.no_grad():
-            assignments = self.prior.log_joint(mu).argmax(1)
+        with torch.no_grad():  # label-free diagnostics at z = mu: the epoch's clusters and their confidence
+            log_q_mu = self.prior.log_responsibilities(mu)
+            terms["max_q"] = log_q_mu.max(1).values.exp().mean()
+            assignments = log_q_mu.argmax(1)
         return terms, assignments
 
     @torch.inference_mode()
     def latent_means(self, x: Tensor, batch_size: int = 4096) -> Tensor:
-        return torch.cat([self.encoder(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)])
+        return torch.cat([self.encoder(x[i : i + batch_size])[0].float() for i in range(0, len(x), batch_size)])
 
     @torch.inference_mode()
     def predict_proba(self, x: Tensor, batch_size: int = 4096) -> Tensor:

@@ -1,6 +1,6 @@
-"""Pretraining: an autoencoder on reconstruction, then a diagonal GMM on its latent means.
+"""Pretraining: an autoencoder on reconstruction, then the prior initialised from its latent means.
 
-The GMM's weights, means and variances become VaDE's prior (the "GMM-init snapshot"). Autoencoders
+The prior's weights, means and variances are saved as the "GMM-init snapshot" (see `prior_init`). Autoencoders
 are cached by a digest of everything that determines them, so sweeps over training settings and
 repeated runs skip the slowest, least interesting phase.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,16 +17,23 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from sklearn.mixture import GaussianMixture
 from torch import nn
 
-from vade_cli import checkpoint, metrics
+from vade_cli import checkpoint, metrics, prior_init
+from vade_cli.device import autocast
 from vade_cli.model import VaDE
 from vade_cli.train import Phase, StopRequest, adam, run_phase, step_lr_factor
 
 # Bump when pretraining's numerics change (optimiser, loss, init), so old autoencoders are not reused.
-CACHE_VERSION = 2  # 2: fused Adam
+CACHE_VERSION = 3  # 3: recipes (optimizer, loss, weight_init, output refit), bf16 autocast
+# The pretrain settings that decide the autoencoder's weights; the prior-init ones (init, restarts, ...)
+# do not, so sweeping them reuses the cached autoencoder.
+AE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "loss", "weight_init", "output_refit_epochs")
+OPTIMIZERS = ("adam", "sgd")
+LOSSES = ("likelihood", "mse")
+WEIGHT_INITS = ("torch", "dec")
 
 
 @dataclass
@@ -36,21 +44,42 @@ class PretrainResult:
     history: list[dict[str, Any]]
 
 
-def cache_key(data_fingerprint: str, model_cfg: DictConfig, pretrain_cfg: DictConfig, seed: int) -> str:
-    """Digest of what determines the autoencoder's weights (device aside): data, network, settings, seed."""
+def cache_key(data_fingerprint: str, model_cfg: DictConfig, pretrain_cfg: DictConfig, seed: int,
+              likelihood: str, bf16: bool) -> str:
+    """Digest of what determines the autoencoder's weights: data, network shape, recipe, seed, precision."""
     relevant = {
         "version": CACHE_VERSION,
         "data": data_fingerprint,
-        "model": OmegaConf.to_container(model_cfg, resolve=True),
-        "pretrain": {k: v for k, v in OmegaConf.to_container(pretrain_cfg, resolve=True).items() if k != "cache"},
+        "network": {"hidden": list(model_cfg.hidden), "latent_dim": int(model_cfg.latent_dim)},
+        "recipe": {k: OmegaConf.select(pretrain_cfg, k) for k in AE_KEYS},
         "seed": seed,
+        "bf16": bf16,
     }
+    if pretrain_cfg.loss == "likelihood":  # the reconstruction loss depends on these only through it
+        relevant["likelihood"] = likelihood
+        if likelihood == "gaussian":
+            relevant["obs_variance"] = float(model_cfg.obs_variance)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def autoencoder_modules(model: VaDE) -> nn.ModuleDict:
     """The parts of VaDE that pretraining trains: encoder body, mean head and decoder."""
     return nn.ModuleDict({"body": model.encoder.body, "mean": model.encoder.mean, "decoder": model.decoder})
+
+
+def dec_weight_init(module: nn.Module) -> None:
+    """DEC-keras's initialisation: weights U(+-sqrt(1/fan_in)), biases zero."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            bound = 1.0 / math.sqrt(layer.in_features)
+            nn.init.uniform_(layer.weight, -bound, bound)
+            nn.init.zeros_(layer.bias)
+
+
+def make_optimizer(params, cfg: DictConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=float(cfg.lr), momentum=float(cfg.momentum))
+    return adam(params, lr=float(cfg.lr))
 
 
 def pretrain_autoencoder(
@@ -63,8 +92,9 @@ def pretrain_autoencoder(
     stop: StopRequest,
     progress: Any = None,
     resume: dict[str, Any] | None = None,
+    device_cfg: DictConfig | None = None,
 ) -> PretrainResult:
-    """Train (or load from the cache) the autoencoder inside `model`."""
+    """Train (or load from the cache) the autoencoder inside `model` with the `cfg` recipe."""
     start = time.perf_counter()
     ae = autoencoder_modules(model)
     if cache_path is not None and cache_path.is_file() and resume is None:
@@ -72,12 +102,16 @@ def pretrain_autoencoder(
         ae.load_state_dict(payload["model"])
         return PretrainResult(time.perf_counter() - start, True, cache_path, payload["history"])
 
+    if cfg.weight_init == "dec":
+        dec_weight_init(ae)
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    optimizer = adam(ae.parameters(), lr=float(cfg.lr))
+    optimizer = make_optimizer(ae.parameters(), cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, step_lr_factor(1.0, 1, 1.0))
+    mse = cfg.loss == "mse"
 
     def step(idx: torch.Tensor):
-        return model.autoencoder_loss(x[idx]), None
+        with autocast(device_cfg, x.device):
+            return (model.autoencoder_mse(x[idx]) if mse else model.autoencoder_loss(x[idx])), None
 
     phase = Phase(
         name="pretrain",
@@ -92,36 +126,68 @@ def pretrain_autoencoder(
         checkpoint_path=checkpoint_path,
     )
     history = run_phase(phase, stop, progress, resume)
+    if mse and model.likelihood == "bernoulli" and int(cfg.output_refit_epochs) > 0:
+        refit_bernoulli_output(model, x, int(cfg.output_refit_epochs), seed, device_cfg)
     if cache_path is not None:
         checkpoint.save(cache_path, {"kind": "autoencoder", "model": ae.state_dict(), "history": history})
     return PretrainResult(time.perf_counter() - start, False, cache_path, history)
 
 
-def fit_gmm_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfig, seed: int) -> dict[str, Any]:
-    """Fit a diagonal GMM on the latent means, copy it into the prior, and return the snapshot."""
+def refit_bernoulli_output(model: VaDE, x: torch.Tensor, epochs: int, seed: int, device_cfg) -> None:
+    """Turn an MSE-trained linear output layer into Bernoulli logits, leaving the rest of the net alone.
+
+    An autoencoder trained on squared error predicts pixel values x^ on its linear output; VaDE's
+    Bernoulli decoder needs logits. Starting from logit ~ 8 (x^ - 1/2), a few epochs of Adam on the
+    cross-entropy of the output layer alone (a logistic regression on fixed features) finish the job
+    without moving the latent space the prior will be fitted in.
+    """
+    out = model.decoder.out
+    with torch.inference_mode(), autocast(device_cfg, x.device):
+        feats = torch.cat([
+            model.decoder.body(model.encoder(x[i : i + 4096])[0]).float() for i in range(0, len(x), 4096)
+        ])
+    feats = feats.clone()
+    with torch.no_grad():
+        out.weight.mul_(8.0)
+        out.bias.mul_(8.0).sub_(4.0)
+    optimizer = adam(out.parameters(), lr=1e-3)
+    generator = torch.Generator(device=x.device).manual_seed(seed + 2)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=generator, device=x.device)
+        for idx in perm.split(256):
+            loss = F.binary_cross_entropy_with_logits(out(feats[idx]), x[idx], reduction="none").sum(-1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+
+def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfig, seed: int,
+              device_cfg: DictConfig | None = None) -> dict[str, Any]:
+    """Initialise the prior from the latent means with `cfg.init`, and return the snapshot.
+
+    The snapshot's `metrics` score the prior's own predictions at this point (what VaDE starts
+    from); `partition_metrics` score the init method's partition (they differ for umap).
+    """
     start = time.perf_counter()
-    z = model.latent_means(x).double().cpu().numpy()
-    gmm = GaussianMixture(
-        n_components=model.prior.n_clusters,
-        covariance_type="diag",
-        n_init=int(cfg.gmm_n_init),
-        max_iter=int(cfg.gmm_max_iter),
-        random_state=seed,
-    ).fit(z)
+    with autocast(device_cfg, x.device):
+        z_t = model.latent_means(x).float()
+    z = z_t.double().cpu().numpy()
+    init = prior_init.initialise(z, model.prior.n_clusters, cfg, seed)
     dev = model.prior.mu.device
-    weights = torch.as_tensor(gmm.weights_, dtype=torch.float32, device=dev)
-    means = torch.as_tensor(gmm.means_, dtype=torch.float32, device=dev)
-    variances = torch.as_tensor(gmm.covariances_, dtype=torch.float32, device=dev)
+    weights, means, variances = (torch.as_tensor(a, dtype=torch.float32, device=dev)
+                                 for a in (init.weights, init.means, init.variances))
     model.prior.set_from_gmm(weights, means, variances)
-    pred = gmm.predict(z)
+    with torch.inference_mode():
+        pred = model.prior.log_joint(z_t.to(dev)).argmax(1).cpu().numpy()
     return {
+        "method": str(cfg.init),
         "weights": weights.cpu(),
         "means": means.cpu(),
         "variances": variances.cpu(),
-        "log_likelihood": float(gmm.score(z)),  # mean per-sample log-likelihood of the latent means
-        "converged": bool(gmm.converged_),
-        "n_iter": int(gmm.n_iter_),
+        "log_likelihood": init.log_likelihood,  # mean per-sample log-likelihood of the latent means
         "metrics": metrics.scores(y, pred),
+        "partition_metrics": metrics.scores(y, init.partition),
+        "partition": torch.as_tensor(init.partition, dtype=torch.long),
         "seconds": time.perf_counter() - start,
     }
 
@@ -129,4 +195,5 @@ def fit_gmm_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictC
 def save_snapshot(run_dir: Path, snapshot: dict[str, Any]) -> None:
     """gmm_init.pt (tensors, for reloading) and gmm_init.json (for reading), both atomically."""
     checkpoint.save(run_dir / checkpoint.GMM_INIT_PT, {"kind": "gmm_init", **snapshot})
-    checkpoint.atomic_write_json(run_dir / checkpoint.GMM_INIT_JSON, snapshot)
+    readable = {k: v for k, v in snapshot.items() if k != "partition"}  # N numbers belong in the .pt only
+    checkpoint.atomic_write_json(run_dir / checkpoint.GMM_INIT_JSON, readable)

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vade_cli import checkpoint, data, metrics, pretrain, report, train
-from vade_cli.device import configure, resolve_device, seed_everything
+from vade_cli.device import autocast, bf16_enabled, configure, resolve_device, seed_everything
 from vade_cli.model import VaDE
 from vade_cli.validate import check_against_data, check_config
 
@@ -43,10 +43,12 @@ def prepare(cfg: DictConfig) -> tuple[torch.device, data.Dataset]:
     return device, dataset
 
 
-def evaluate(model: VaDE, x: torch.Tensor, y: np.ndarray | None) -> tuple[np.ndarray, dict[str, float]]:
+def evaluate(model: VaDE, x: torch.Tensor, y: np.ndarray | None, device_cfg: DictConfig | None = None,
+             ) -> tuple[np.ndarray, dict[str, float]]:
     """Deterministic predictions (z = encoder mean) and their scores."""
     model.eval()
-    pred = model.predict(x).cpu().numpy()
+    with autocast(device_cfg, x.device):
+        pred = model.predict(x).cpu().numpy()
     return pred, metrics.scores(y, pred)
 
 
@@ -64,7 +66,8 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
     pretrain_resume = None if train_resume else _existing(run_dir / checkpoint.PRETRAIN, "pretrain")
     cache_path = None
     if cfg.pretrain.cache:
-        key = pretrain.cache_key(dataset.fingerprint(), cfg.model, cfg.pretrain, seed)
+        key = pretrain.cache_key(dataset.fingerprint(), cfg.model, cfg.pretrain, seed, dataset.likelihood,
+                                 bf16_enabled(cfg.device, device))
         cache_path = Path(cfg.paths.cache_dir) / "pretrain" / f"{key}.pt"
 
     stop = train.StopRequest()
@@ -72,9 +75,9 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
         if train_resume is None:
             pre = pretrain.pretrain_autoencoder(
                 model, x, cfg.pretrain, seed, run_dir / checkpoint.PRETRAIN, cache_path, stop, progress,
-                pretrain_resume,
+                pretrain_resume, cfg.device,
             )
-            snapshot = pretrain.fit_gmm_prior(model, x, dataset.y, cfg.pretrain, seed)
+            snapshot = pretrain.fit_prior(model, x, dataset.y, cfg.pretrain, seed, cfg.device)
             pretrain.save_snapshot(run_dir, snapshot)
             pretrain_summary = {"seconds": pre.seconds, "cache_hit": pre.cache_hit, "history": pre.history}
         else:
@@ -93,10 +96,11 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
         history = train.fit(
             model, x, cfg.train, seed, run_dir / checkpoint.LAST, stop, progress, train_resume, on_epoch_end,
             extra={"pretrain_summary": pretrain_summary}, device_cfg=cfg.device,
+            anchor=snapshot["partition"].to(device) if "partition" in snapshot else None,
         )
         train_seconds = time.perf_counter() - t_train
 
-    pred, final = evaluate(model, x, dataset.y)
+    pred, final = evaluate(model, x, dataset.y, cfg.device)
     result = {
         "status": "completed",
         "run_dir": str(run_dir),
@@ -108,6 +112,8 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
         "device": str(device),
         "metrics": {"gmm_init": snapshot["metrics"], "final": final},
         "final_elbo": -history[-1]["loss"] if history else None,
+        "init": {"method": snapshot.get("method", "gmm"), "log_likelihood": snapshot.get("log_likelihood"),
+                 "partition_metrics": snapshot.get("partition_metrics")},
         "cluster_sizes": np.bincount(pred, minlength=int(cfg.n_clusters)).tolist(),
         "epochs": len(history),
         "pretrain_cache_hit": bool(pretrain_summary["cache_hit"]),

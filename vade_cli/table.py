@@ -27,6 +27,7 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from scipy.stats import spearmanr
 
 from vade_cli import checkpoint
 from vade_cli.errors import UserError
@@ -51,8 +52,10 @@ METRICS = {
 COLUMNS = (
     "status", "runs", "seeds", "n_samples", "n_clusters",
     "gmm_acc_mean", "gmm_acc_std", "acc_mean", "acc_std", "acc_min", "acc_max",
-    "nmi_mean", "nmi_std", "ari_mean", "ari_std", "wall_s_mean", "error",
+    "nmi_mean", "nmi_std", "ari_mean", "ari_std", "wall_s_mean", "rho_elbo_acc", "rho_init_ll_acc", "error",
 )  # fmt: skip
+# Label-free scores whose rank correlation with ACC across seeds says whether they could pick seeds.
+SELECTORS = {"rho_elbo_acc": ("final_elbo",), "rho_init_ll_acc": ("init", "log_likelihood")}
 
 
 # ---------------------------------------------------------------- reading a sweep folder
@@ -224,7 +227,17 @@ def make_row(
         stats = summarize([_get(j, path) for j in jobs]) if status == COMPLETED else summarize([])
         for stat, value in stats.items():
             row[f"{field_name}_{stat}"] = value
+    for field_name, path in SELECTORS.items():
+        row[field_name] = rank_correlation(jobs, path, METRICS["acc"]) if status == COMPLETED else None
     return row
+
+
+def rank_correlation(jobs: Sequence[dict[str, Any]], score: Sequence[str], target: Sequence[str]) -> float | None:
+    """Spearman's rho across jobs between a label-free score and ACC; None below 3 runs or without labels."""
+    pairs = [(a, b) for a, b in ((_get(j, score), _get(j, target)) for j in jobs) if a is not None and b is not None]
+    if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
+        return None
+    return float(spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic)
 
 
 def aggregate(jobs: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -292,7 +305,8 @@ def to_markdown(rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> str
     """The table alone: ACC in %, NMI and ARI in [0, 1]; status and error columns only when needed."""
     problems = any(r["status"] != COMPLETED for r in rows)
     header = ["dataset", *keys, *(["status"] if problems else []), "N", "K", "runs", "seeds",
-              "AE+GMM ACC %", "VaDE ACC %", "VaDE ACC min–max", "NMI", "ARI", "wall s"]  # fmt: skip
+              "AE+GMM ACC %", "VaDE ACC %", "VaDE ACC min–max", "NMI", "ARI", "wall s",
+              "ρ(ELBO, ACC)", "ρ(init LL, ACC)"]  # fmt: skip
     body = []
     for r in rows:
         body.append([
@@ -301,6 +315,7 @@ def to_markdown(rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> str
             pct(r["gmm_acc_mean"], r["gmm_acc_std"]), pct(r["acc_mean"], r["acc_std"]),
             pct_range(r["acc_min"], r["acc_max"]), frac(r["nmi_mean"], r["nmi_std"]),
             frac(r["ari_mean"], r["ari_std"]), None if r["wall_s_mean"] is None else f"{r['wall_s_mean']:.1f}",
+            *(None if r[k] is None else f"{r[k]:+.2f}" for k in SELECTORS),
         ])  # fmt: skip
         if problems:
             body[-1].append(r["error"])
@@ -322,7 +337,9 @@ def caption(jobs: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
         f"{counts}. One row per {grouped}; numbers are mean ± std over the completed runs' seeds "
         "(sample std, n-1; 0 for one run). ACC in %, NMI and ARI in [0, 1]; AE+GMM is the GMM fitted on "
         "the pretrained autoencoder's latent means, before VaDE training. wall s: mean seconds per run "
-        "(short when the autoencoder came from the pretraining cache)."
+        "(short when the autoencoder came from the pretraining cache). ρ: Spearman rank correlation across "
+        "seeds between a label-free score (final ELBO; the init's log-likelihood of the latent means) and "
+        "VaDE ACC, shown from 3 runs on: near +1 means the score would pick the better seeds without labels."
     )
 
 

@@ -31,6 +31,12 @@ def positive_number(name: str, value: Any) -> float:
     return float(value)
 
 
+def one_of(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def check_config(cfg: DictConfig) -> None:
     """Everything that can be checked without the data."""
     if cfg.task not in TASKS:
@@ -49,10 +55,18 @@ def check_config(cfg: DictConfig) -> None:
     positive_int("model.latent_dim", cfg.model.latent_dim)
     positive_number("model.obs_variance", cfg.model.obs_variance)
 
-    if cfg.pretrain.name == "ae":
-        positive_int("pretrain.epochs", cfg.pretrain.epochs)
-        positive_int("pretrain.batch_size", cfg.pretrain.batch_size)
-        positive_number("pretrain.lr", cfg.pretrain.lr)
+    pre = cfg.pretrain
+    positive_int("pretrain.epochs", pre.epochs)
+    positive_int("pretrain.batch_size", pre.batch_size)
+    positive_number("pretrain.lr", pre.lr)
+    one_of("pretrain.optimizer", pre.optimizer, ("adam", "sgd"))
+    one_of("pretrain.loss", pre.loss, ("likelihood", "mse"))
+    one_of("pretrain.weight_init", pre.weight_init, ("torch", "dec"))
+    one_of("pretrain.init", pre.init, ("gmm", "kmeans", "umap"))
+    positive_int("pretrain.init_restarts", pre.init_restarts)
+    positive_int("pretrain.umap_neighbors", pre.umap_neighbors)
+    if not _is_int(pre.output_refit_epochs) or pre.output_refit_epochs < 0:
+        raise ConfigError(f"pretrain.output_refit_epochs must be an integer >= 0, got {pre.output_refit_epochs!r}")
 
     train = cfg.train
     positive_int("train.epochs", train.epochs)
@@ -65,6 +79,9 @@ def check_config(cfg: DictConfig) -> None:
     if not _is_number(train.lr_min) or train.lr_min < 0:
         raise ConfigError(f"train.lr_min must be >= 0, got {train.lr_min!r}")
     positive_int("train.checkpoint_every", train.checkpoint_every)
+    positive_number("train.adam_eps", train.adam_eps)
+    if not _is_int(train.anchor_epochs) or train.anchor_epochs < 0:
+        raise ConfigError(f"train.anchor_epochs must be an integer >= 0, got {train.anchor_epochs!r}")
     if not _is_int(train.warmup_epochs) or train.warmup_epochs < 0:
         raise ConfigError(f"train.warmup_epochs must be an integer >= 0, got {train.warmup_epochs!r}")
     if cfg.device.threads is not None:
