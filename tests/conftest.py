@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,3 +49,18 @@ def vade_run(args: list[str], cwd: Path, timeout: float = 600, env: dict | None 
     exe = Path(sys.executable).with_name("vade-run")
     cmd = [str(exe)] if exe.exists() else ["vade-run"]
     return subprocess.run(cmd + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def run_cli(args: list[str], monkeypatch) -> int:
+    """The real `vade-run` entry point in-process (cheaper than a subprocess); returns its exit code."""
+    from vade_cli import cli
+
+    monkeypatch.setattr(sys, "argv", ["vade-run", *args])
+    GlobalHydra.instance().clear()
+    try:
+        cli.main()
+    except SystemExit as exit_info:
+        return exit_info.code
+    finally:
+        GlobalHydra.instance().clear()
+    return 0

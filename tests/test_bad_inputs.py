@@ -6,26 +6,13 @@ import each); the run folder may then hold only Hydra's own files.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from tests.conftest import compose_config
-from vade_cli import cli
+from tests.conftest import compose_config, run_cli
 
 HYDRA_OWN = {".hydra", "cli.log"}
-
-
-def run_cli(args: list[str], monkeypatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["vade-run", *args])
-    GlobalHydra.instance().clear()
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    GlobalHydra.instance().clear()
-    return exit_info.value.code
 
 
 def write_files(root):

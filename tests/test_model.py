@@ -2,10 +2,12 @@
 
 import math
 
+import pytest
 import torch
 from torch.distributions import Bernoulli, Categorical, Independent, Normal
 
 from vade_cli.model import VaDE, elbo_terms, reconstruction_nll
+from vade_cli.train import step_lr_factor, vade_optimizer
 
 
 def small_model(likelihood: str = "bernoulli") -> VaDE:
@@ -76,12 +78,64 @@ def test_empty_cluster_weight_gives_no_nan():
 
 
 def test_predictions_deterministic_and_from_posterior_mean():
+    """predict(x) is argmax_c p(c) p(z|c) at z = the encoder mean, not at a sampled z."""
     model = small_model()
-    x = torch.rand(50, 6)
+    torch.manual_seed(2)
+    x = torch.rand(200, 6)
     proba = model.predict_proba(x)
-    assert torch.allclose(proba.sum(1), torch.ones(50), atol=1e-6)
-    assert torch.equal(model.predict(x), proba.argmax(1))
-    assert torch.equal(model.predict(x), model.predict(x))
+    assert torch.allclose(proba.sum(1), torch.ones(200), atol=1e-6)
+    predicted = model.predict(x)
+    assert torch.equal(predicted, proba.argmax(1))
+    assert torch.equal(predicted, model.predict(x))
+    with torch.no_grad():
+        mu, logvar = model.encoder(x)
+        assert torch.equal(predicted, model.prior.log_joint(mu).argmax(1))
+        eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(3))
+        sampled = mu + torch.exp(0.5 * logvar) * eps
+        at_sample = model.prior.log_joint(sampled).argmax(1)
+    assert (at_sample != predicted).any()  # a sampled z would give other clusters: the mean is what is used
+
+
+def test_negative_elbo_wires_one_sample_into_every_term():
+    """recon, q(c|x) and the KLs all use the same z = mu + exp(logvar / 2) * eps; loss = their sum.
+
+    Each term is recomputed here from the encoder's outputs with torch.distributions; the last lines
+    check that plausible miswirings (noise scale exp(logvar), q(c|x) at mu, recon at mu) would differ.
+    """
+    model = small_model()
+    with torch.no_grad():  # per-sample, input-dependent variances
+        model.encoder.logvar.weight.normal_(0.0, 0.5)
+        model.encoder.logvar.bias.fill_(-0.5)
+    torch.manual_seed(4)
+    x = torch.rand(16, 6).round()
+    eps = torch.randn(16, 2)
+    with torch.no_grad():
+        terms, _ = model.negative_elbo(x, eps)
+        mu, logvar = model.encoder(x)
+
+        def by_hand(z: torch.Tensor, z_gamma: torch.Tensor) -> dict[str, torch.Tensor]:
+            prior = model.prior
+            recon = -Independent(Bernoulli(logits=model.decoder(z), validate_args=False), 1).log_prob(x)
+            p_z_c = Independent(Normal(prior.mu, torch.exp(0.5 * prior.log_var)), 1)  # K components
+            log_joint = torch.log_softmax(prior.pi_logits, 0) + p_z_c.log_prob(z_gamma.unsqueeze(1))  # [B,K]
+            kl = elbo_terms(prior, mu, logvar, torch.log_softmax(log_joint, 1))
+            return {"recon": recon.mean(), "kl_z": kl["kl_z"].mean(), "kl_c": kl["kl_c"].mean()}
+
+        z = mu + torch.exp(0.5 * logvar) * eps
+        expected = by_hand(z, z)
+        for key in ("recon", "kl_z", "kl_c"):
+            assert torch.allclose(terms[key], expected[key], rtol=1e-5, atol=1e-5), key
+        assert torch.allclose(terms["loss"], terms["recon"] + terms["kl_z"] + terms["kl_c"], rtol=1e-6)
+        assert torch.allclose(terms["loss"], sum(expected.values()), rtol=1e-5, atol=1e-5)
+
+        z_wrong_scale = mu + torch.exp(logvar) * eps
+        miswired = {
+            "noise scale exp(logvar)": by_hand(z_wrong_scale, z_wrong_scale),
+            "q(c|x) at mu": by_hand(z, mu),
+            "recon at mu": by_hand(mu, z),
+        }
+    for name, wrong in miswired.items():
+        assert any(abs(float(wrong[k] - expected[k])) > 1e-3 for k in expected), name
 
 
 def test_sample_draws_requested_clusters():
@@ -95,3 +149,32 @@ def test_logvar_head_starts_small_and_input_independent():
     model = VaDE(n_features=6, n_clusters=3, hidden=[8], latent_dim=2, logvar_init=-5.0)
     _, logvar = model.encoder(torch.rand(10, 6))
     assert torch.allclose(logvar, torch.full_like(logvar, -5.0))
+
+
+def test_step_lr_factor_ramps_decays_every_n_epochs_and_stops_at_the_floor():
+    factor = step_lr_factor(decay=0.5, every=5, floor=0.2, warmup=4)
+    assert [factor(e) for e in range(5)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # linear over warmup + 1
+    assert [factor(e) for e in (5, 9, 10, 14)] == pytest.approx([0.5, 0.5, 0.25, 0.25])  # x0.5 every 5 epochs
+    assert [factor(e) for e in (15, 300)] == pytest.approx([0.2, 0.2])  # 0.125 and below: held at the floor
+    overlapping = step_lr_factor(decay=0.5, every=3, floor=0.0, warmup=4)
+    assert overlapping(3) == pytest.approx(0.8 * 0.5)  # the decay counts epochs from 0, warm-up or not
+    no_warmup = step_lr_factor(decay=0.9, every=10, floor=0.0)
+    assert [no_warmup(e) for e in (0, 9, 10, 19, 20)] == pytest.approx([1.0, 1.0, 0.9, 0.9, 0.81])
+
+
+@pytest.mark.parametrize("prior_lr", [None, 0.05])
+def test_vade_optimizer_gives_the_prior_its_own_lr_when_set(make_cfg, prior_lr):
+    model = small_model()
+    prior_lr_arg = "null" if prior_lr is None else str(prior_lr)
+    cfg = make_cfg("train.lr=0.002", f"train.prior_lr={prior_lr_arg}", "train.warmup_epochs=0")
+    optimizer, scheduler = vade_optimizer(model, cfg.train)
+    networks, prior = optimizer.param_groups
+    assert {id(p) for p in networks["params"]} == {id(p) for p in model.network_parameters()}
+    assert {id(p) for p in prior["params"]} == {id(p) for p in model.prior.parameters()}
+    assert networks["lr"] == pytest.approx(0.002)
+    assert prior["lr"] == pytest.approx(0.002 if prior_lr is None else prior_lr)
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+    assert prior["lr"] / networks["lr"] == pytest.approx((0.002 if prior_lr is None else prior_lr) / 0.002)
+    assert networks["lr"] == pytest.approx(0.002 * 0.9)  # one schedule for both groups

@@ -270,7 +270,6 @@ def test_pretraining_cache_hits_for_the_same_data_model_and_seed_only(make_cfg, 
 
     again = train_run(make_cfg(*base, "train.lr=0.001"), tmp_path / "runs" / "again", progress_enabled=False)
     assert again["pretrain_cache_hit"]  # VaDE's own settings are not part of the key
-    assert again["timings"]["pretrain_s"] < 1.0
     assert again["metrics"]["gmm_init"] == first["metrics"]["gmm_init"]  # the same autoencoder, the same GMM
     with report.console.capture() as captured:
         report.print_summary(again)

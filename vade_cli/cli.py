@@ -6,8 +6,8 @@ checkpoint, folder); 130/143 interrupted by SIGINT/SIGTERM after saving a resuma
 
 from __future__ import annotations
 
+import logging
 import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vade_cli import checkpoint, report
 from vade_cli.errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged, UserError
+from vade_cli.text import one_line
 
 # Overrides a resumed run may take: where and how it runs, not what it computes.
 RESUME_ALLOWED = ("resume", "device", "report", "hydra")
@@ -32,13 +33,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def one_line(exc: BaseException) -> str:
-    """Hydra's and OmegaConf's messages span lines (option lists, full keys); fold them into one."""
-    text = str(exc)
-    text = re.sub(r"\n\s*Available options in '([^']+)':", r"; available options for \1:", text)
-    text = re.sub(r"\n\t", " ", text)
-    text = re.sub(r"\s*\n\s*", "; ", text.strip())
-    return text.split("; full_key:")[0]
+class ThirdPartyAtWarning(logging.Filter):
+    """The console handler's filter (conf/hydra/job_logging/vade.yaml): other libraries' INFO stays in cli.log."""
+
+    OWN = ("vade_cli", "hydra", "__main__")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name == "root" or record.name.split(".", 1)[0] in self.OWN
+        return own or record.levelno >= logging.WARNING
 
 
 def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path]:
@@ -62,7 +64,9 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
         resumed[group] = cfg[group]
     resumed.resume = str(run_dir)
     if not (run_dir / checkpoint.LAST).is_file() and not (run_dir / checkpoint.PRETRAIN).is_file():
-        raise CheckpointError(f"{run_dir} has no checkpoint to resume from (checkpoints/last.pt or pretrain.pt)")
+        # Stopped before its first checkpoint (e.g. right after a pretraining-cache hit): every number of
+        # the run follows from its config and seed, so starting it over in place gives the same result.
+        report.console.print(f"note: {run_dir} has no checkpoint yet; the run starts over from its saved config")
     return resumed, run_dir
 
 

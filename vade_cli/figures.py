@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator
 from omegaconf import DictConfig
 
 from vade_cli import checkpoint, metrics, report
+from vade_cli.text import decimal
 
 matplotlib.use("Agg")  # files only: no display, safe in sweeps and on headless machines
 import matplotlib.pyplot as plt
@@ -388,10 +389,6 @@ def silhouette(latent: np.ndarray, pred: np.ndarray, seed: int) -> float | None:
     return float(silhouette_score(latent[idx], pred[idx]))
 
 
-def _num(value: Any, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
-
-
 FIGURE_CAPTIONS = {
     "samples.png": "Each row is one cluster: images decoded from z ~ N(mu_c, sigma2_c) on the left, the real "
     "samples whose latent means lie nearest mu_c on the right.",
@@ -431,7 +428,7 @@ def _scores_section(view: RunView) -> list[str]:
         out += ["| stage | ACC | NMI | ARI |", "|---|---:|---:|---:|"]
         for label, key in (("AE + GMM init", "gmm_init"), ("VaDE", "final")):
             s = m.get(key) or {}
-            out.append(f"| {label} | {_num(s.get('acc'))} | {_num(s.get('nmi'))} | {_num(s.get('ari'))} |")
+            out.append(f"| {label} | {decimal(s.get('acc'))} | {decimal(s.get('nmi'))} | {decimal(s.get('ari'))} |")
         out.append("")
     else:
         out += [
@@ -443,9 +440,9 @@ def _scores_section(view: RunView) -> list[str]:
         ]
     sil = silhouette(view.latent, view.pred, view.seed)
     out += [
-        f"- final ELBO: {_num(r.get('final_elbo'), 2)} (per sample)",
+        f"- final ELBO: {decimal(r.get('final_elbo'), 2)} (per sample)",
         (
-            f"- silhouette of the latent means: {_num(sil)} (on up to {SILHOUETTE_POINTS} points; -1..1, "
+            f"- silhouette of the latent means: {decimal(sil)} (on up to {SILHOUETTE_POINTS} points; -1..1, "
             "higher is better separated)"
             if sil is not None
             else "- silhouette of the latent means: undefined (all points fall into one cluster)"
@@ -471,8 +468,8 @@ def _timing_section(r: dict[str, Any]) -> list[str]:
         "| pretrain | GMM init | VaDE training | total |",
         "|---:|---:|---:|---:|",
         (
-            f"| {_num(t.get('pretrain_s'), 1)} | {_num(t.get('gmm_s'), 1)} | {_num(t.get('train_s'), 1)} "
-            f"| {_num(t.get('total_s'), 1)} |"
+            f"| {decimal(t.get('pretrain_s'), 1)} | {decimal(t.get('gmm_s'), 1)} | {decimal(t.get('train_s'), 1)} "
+            f"| {decimal(t.get('total_s'), 1)} |"
         ),
         "",
     ]

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from vade_cli import checkpoint
+from vade_cli.text import decimal
 
 console = Console(stderr=True)
 
@@ -72,10 +73,6 @@ def progress_bars(enabled: bool = True) -> Iterator[Progress | None]:
         yield progress
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else "-"
-
-
 def print_summary(report: dict[str, Any]) -> None:
     """One table: AE+GMM init against final VaDE, and where the time went."""
     table = Table(title=f"VaDE on {report['dataset']['name']} (K={report['n_clusters']}, seed {report['seed']})")
@@ -84,7 +81,7 @@ def print_summary(report: dict[str, Any]) -> None:
         table.add_column(col, justify="right")
     for label, key in (("AE + GMM init", "gmm_init"), ("VaDE", "final")):
         m = report["metrics"].get(key, {})
-        table.add_row(label, _fmt(m.get("acc")), _fmt(m.get("nmi")), _fmt(m.get("ari")))
+        table.add_row(label, *(decimal(m.get(metric)) for metric in ("acc", "nmi", "ari")))
     console.print(table)
     t = report["timings"]
     cache = " (cached autoencoder)" if report.get("pretrain_cache_hit") else ""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vade_cli import checkpoint, table
+from vade_cli.text import one_line
 
 SOURCE = (
     "Jiang, Zheng, Tan, Tang, Zhou: Variational Deep Embedding: An Unsupervised and Generative "
@@ -101,7 +102,7 @@ def missing_reason(plan: Plan, name: str, extra: Sequence[str] = ()) -> str | No
                 cfg.dataset.download = False  # a presence check must not fetch 50 MB as a side effect
         data.load(cfg.dataset)
     except (UserError, HydraException, OmegaConfBaseException, OSError) as exc:
-        return table.one_line(exc)
+        return one_line(exc, **table.CELL)
     return None
 
 

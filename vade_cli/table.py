@@ -31,6 +31,7 @@ from scipy.stats import spearmanr
 
 from vade_cli import checkpoint
 from vade_cli.errors import UserError
+from vade_cli.text import decimal, one_line
 
 # Failed jobs in the multirun that just ended; `vade-run` reads it to exit 1 after the sweep.
 LAST_SWEEP_FAILURES = 0
@@ -39,6 +40,8 @@ LAST_SWEEP_FAILURES = 0
 NOT_GROUPED = ("seed", "dataset")
 COMPLETED = "completed"
 NO_REPORT = "no report.json: the job was interrupted, is still running, or crashed"
+# Errors go in one table cell: one line (`text.one_line(message, **CELL)`), bounded.
+CELL = {"limit": 300, "sep": " "}
 
 # (row field, report path) for the numbers that are averaged over seeds.
 METRICS = {
@@ -156,12 +159,6 @@ def dataset_name(job: dict[str, Any]) -> str:
     return str(name) if name else "?"
 
 
-def one_line(text: Any, limit: int = 300) -> str:
-    """Errors go in one table cell: one line, bounded."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 def _get(job: dict[str, Any], path: Sequence[str]) -> float | None:
     value: Any = job
     for key in path:
@@ -247,7 +244,7 @@ def aggregate(jobs: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> list[
         overrides = job.get("_overrides", {})
         setting = (dataset_name(job), *(overrides.get(k, "") for k in keys))
         status = str(job.get("status") or "failed")
-        error = "" if status == COMPLETED else one_line(job.get("error") or status)
+        error = "" if status == COMPLETED else one_line(job.get("error") or status, **CELL)
         groups.setdefault(setting, {}).setdefault((status, error), []).append(job)
     rows = []
     for setting, outcomes in groups.items():
@@ -275,12 +272,19 @@ def to_csv(rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> str:
     return buf.getvalue()
 
 
+def mean_std(mean: float | None, std: float | None, digits: int, scale: float = 1.0) -> str:
+    """'mean ± std' (std 0 when missing), both scaled and with `digits` decimals; '-' without a mean."""
+    if mean is None:
+        return "-"
+    return f"{decimal(scale * mean, digits)} ± {decimal(scale * (std or 0.0), digits)}"
+
+
 def pct(mean: float | None, std: float | None) -> str:
-    return "-" if mean is None else f"{100 * mean:.2f} ± {100 * (std or 0.0):.2f}"
+    return mean_std(mean, std, 2, scale=100)
 
 
 def frac(mean: float | None, std: float | None) -> str:
-    return "-" if mean is None else f"{mean:.3f} ± {(std or 0.0):.3f}"
+    return mean_std(mean, std, 3)
 
 
 def pct_range(lo: float | None, hi: float | None) -> str:
@@ -314,7 +318,7 @@ def to_markdown(rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> str
             r["n_samples"], r["n_clusters"], r["runs"], r["seeds"],
             pct(r["gmm_acc_mean"], r["gmm_acc_std"]), pct(r["acc_mean"], r["acc_std"]),
             pct_range(r["acc_min"], r["acc_max"]), frac(r["nmi_mean"], r["nmi_std"]),
-            frac(r["ari_mean"], r["ari_std"]), None if r["wall_s_mean"] is None else f"{r['wall_s_mean']:.1f}",
+            frac(r["ari_mean"], r["ari_std"]), decimal(r["wall_s_mean"], 1),
             *(None if r[k] is None else f"{r[k]:+.2f}" for k in SELECTORS),
         ])  # fmt: skip
         if problems:
@@ -384,7 +388,7 @@ def draw_figure(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
             return None
         draw(list(rows), path)
     except Exception as exc:  # matplotlib, fonts, a figure bug: the table is already safe
-        _console().print(f"[yellow]warning:[/] {path.name} skipped: {type(exc).__name__}: {one_line(exc)}")
+        _console().print(f"[yellow]warning:[/] {path.name} skipped: {type(exc).__name__}: {one_line(exc, **CELL)}")
         return None
     return path if path.is_file() else None
 
@@ -415,7 +419,7 @@ def _record_crash(config: DictConfig, job_return: JobReturn) -> None:
         _ = job_return.return_value  # Hydra re-raises the job's exception here
         return
     except Exception as exc:  # whatever the job raised is what the table should name
-        error = one_line(f"{type(exc).__name__}: {exc}")
+        error = one_line(f"{type(exc).__name__}: {exc}", **CELL)
     task = OmegaConf.to_container(job_return.cfg, resolve=False) if job_return.cfg is not None else {}
     checkpoint.atomic_write_json(
         run_dir / checkpoint.REPORT,
@@ -446,7 +450,7 @@ class SweepTableCallback(Callback):
             paths = write(table)
         except Exception as exc:  # a table bug must not hide that the jobs finished
             console.print(
-                f"[yellow]warning:[/] sweep table not written: {type(exc).__name__}: {one_line(exc)}"
+                f"[yellow]warning:[/] sweep table not written: {type(exc).__name__}: {one_line(exc, **CELL)}"
             )
             return
         console.print(to_markdown(table.rows, table.keys), markup=False, highlight=False, soft_wrap=True)

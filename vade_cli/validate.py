@@ -78,7 +78,10 @@ def check_config(cfg: DictConfig) -> None:
     positive_int("train.lr_decay_every", train.lr_decay_every)
     if not _is_number(train.lr_min) or train.lr_min < 0:
         raise ConfigError(f"train.lr_min must be >= 0, got {train.lr_min!r}")
-    positive_int("train.checkpoint_every", train.checkpoint_every)
+    if train.checkpoint_every is not None:
+        positive_int("train.checkpoint_every", train.checkpoint_every)
+    if not _is_number(train.checkpoint_every_s) or train.checkpoint_every_s < 0:
+        raise ConfigError(f"train.checkpoint_every_s must be a number >= 0, got {train.checkpoint_every_s!r}")
     positive_number("train.adam_eps", train.adam_eps)
     if not _is_int(train.anchor_epochs) or train.anchor_epochs < 0:
         raise ConfigError(f"train.anchor_epochs must be an integer >= 0, got {train.anchor_epochs!r}")

@@ -41,12 +41,10 @@ class Dataset:
         return int(self.x.shape[1])
 
     def fingerprint(self) -> str:
-        """Digest of the content (not the name), so caches follow the data itself."""
+        """Digest of the features (not the name, not the labels): caches follow what training sees."""
         h = hashlib.sha256()
         h.update(str(self.x.shape).encode())
         h.update(np.ascontiguousarray(self.x).tobytes())
-        if self.y is not None:
-            h.update(np.ascontiguousarray(self.y).tobytes())
         return h.hexdigest()[:16]
 
 

@@ -6,7 +6,6 @@ Both are read from the files their usual sources distribute, never downloaded: U
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from vade_cli.data._common import (
     split_parts,
     user_path,
 )
+from vade_cli.data.safe_npy import load_arrays
 from vade_cli.errors import DataError
 
 HAR_FOLDERS = ("UCI HAR Dataset", "har", "har/UCI HAR Dataset")
@@ -120,12 +120,8 @@ def _find_reuters(cfg: DictConfig) -> Path:
 
 
 def _read_reuters_npy(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """DEC saved a pickled dict with np.save, so this one file needs allow_pickle (trust its source)."""
-    try:
-        obj = np.load(path, allow_pickle=True)
-        obj = obj.item() if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == () else obj
-    except (pickle.UnpicklingError, ValueError, OSError, EOFError, AttributeError, ImportError) as err:
-        raise DataError(f"reuters10k: {path} is not a NumPy .npy file ({type(err).__name__})") from None
+    """DEC saved a pickled dict with np.save; it is unpickled with only NumPy's array machinery allowed."""
+    obj = load_arrays(path, "reuters10k")
     if not isinstance(obj, dict) or "data" not in obj or "label" not in obj:
         keys = ", ".join(map(str, obj)) if isinstance(obj, dict) else f"an array of shape {np.shape(obj)}"
         raise DataError(f"reuters10k: {path} must hold a dict with 'data' and 'label' (DEC's format), found {keys}")
