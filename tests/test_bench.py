@@ -1,4 +1,4 @@
-"""`python -m vade_cli.bench --quick`: every figure is there, positive, and set against its roofline.
+"""`python -m vade_cli.bench --quick`: every figure is there, positive, and set against both rooflines.
 
 Timings are never asserted (the machine is shared); only that the benchmark runs and its numbers
 are consistent with each other, so the code cannot rot between real runs.
@@ -13,10 +13,13 @@ import statistics
 import pytest
 import torch
 
-from vade_cli import bench
+from vade_cli.bench import cli, results
+from vade_cli.device import bf16_enabled
 
-STEP_FIGURES = {"roofline", "pretrain_step", "vade_step"}
-EVAL_FIGURES = {"eval_roofline", "eval_pass"}
+ROOFLINES = {"roofline_fp32", "roofline_bf16"}
+EVAL_ROOFLINES = {"eval_roofline_fp32", "eval_roofline_bf16"}
+STEP_FIGURES = ROOFLINES | {"pretrain_step", "vade_step"}
+EVAL_FIGURES = EVAL_ROOFLINES | {"eval_pass"}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def result(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     threads = torch.get_num_threads()
     try:
-        assert bench.main(["--quick", "--device", "cpu", "--threads", "1", "--batch-sizes", "100,256", "--out", str(out)]) == 0
+        assert cli.main(["--quick", "--device", "cpu", "--threads", "1", "--batch-sizes", "100,256", "--out", str(out)]) == 0
     finally:
         torch.set_num_threads(threads)
     return json.loads(out.read_text())
@@ -36,32 +39,67 @@ def test_every_figure_is_there_and_positive(result):
     assert {(n, bs) for n in STEP_FIGURES for bs in (100, 256)} <= names
     assert {n for n, _ in names} == STEP_FIGURES | EVAL_FIGURES
     for f in result["figures"]:
-        assert f["samples_per_s"] > 0 and f["median_s"] > 0 and f["roofline_samples_per_s"] > 0
+        assert f["samples_per_s"] > 0 and f["median_s"] > 0
         assert len(f["runs_s"]) == result["settings"]["repeats"]
         assert f["median_s"] == pytest.approx(statistics.median(f["runs_s"]))
 
 
-def test_ratios_are_figure_over_its_roofline(result):
+def test_every_figure_is_set_against_both_rooflines(result):
     by_key = {(f["name"], f["batch_size"]): f for f in result["figures"]}
     for f in result["figures"]:
-        roofline = by_key[(f["roofline"], f["batch_size"])]
-        assert f["roofline_samples_per_s"] == pytest.approx(roofline["samples_per_s"])
-        assert f["ratio"] == pytest.approx(f["samples_per_s"] / roofline["samples_per_s"])
-    assert {f["roofline"] for f in result["figures"] if f["name"] in STEP_FIGURES} == {"roofline"}
-    assert {f["roofline"] for f in result["figures"] if f["name"] in EVAL_FIGURES} == {"eval_roofline"}
+        assert set(f["rooflines"]) == {"fp32", "bf16"}
+        for precision, r in f["rooflines"].items():
+            roofline = by_key[(r["name"], f["batch_size"])]
+            assert roofline["precision"] == precision
+            assert r["samples_per_s"] == pytest.approx(roofline["samples_per_s"])
+            assert r["ratio"] == pytest.approx(f["samples_per_s"] / roofline["samples_per_s"])
+    steps = {r["name"] for f in result["figures"] if f["name"] in STEP_FIGURES for r in f["rooflines"].values()}
+    evals = {r["name"] for f in result["figures"] if f["name"] in EVAL_FIGURES for r in f["rooflines"].values()}
+    assert steps == ROOFLINES and evals == EVAL_ROOFLINES
 
 
-def test_epoch_overhead_and_memory_are_reported(result):
-    epoch, memory = result["epoch"], result["memory"]
-    assert epoch["loop_s"] > 0 and epoch["bare_s"] > 0 and epoch["epoch_end_s"] > 0
-    assert epoch["overhead_pct"] == pytest.approx(100 * (epoch["loop_s"] / epoch["bare_s"] - 1))
-    assert epoch["overhead_pct_best"] == pytest.approx(100 * (min(epoch["loop_runs_s"]) / min(epoch["bare_runs_s"]) - 1))
-    assert math.isfinite(epoch["projected_full_epoch_overhead_pct"])
+def test_product_figures_run_in_the_precision_amp_bf16_resolves_to(result):
+    # the default, auto, is what a run gets: bf16 where this CPU has it natively, else float32
+    expected = "bf16" if bf16_enabled(None, torch.device("cpu")) else "fp32"
+    assert result["amp_bf16"] == "auto" and result["precision"] == expected
+    for f in result["figures"]:
+        if f["name"] not in ROOFLINES | EVAL_ROOFLINES:
+            assert f["precision"] == expected
+
+
+def test_targets_include_the_three_targets(result):
+    targets = {t["name"]: t for t in result["targets"]}
+    assert {"vade_step@100 / fp32 roofline", "eval_pass samples/s",
+            "epoch bookkeeping % of a default digits run"} <= set(targets)  # fmt: skip
+    vade = next(f for f in result["figures"] if f["name"] == "vade_step" and f["batch_size"] == 100)
+    assert targets["vade_step@100 / fp32 roofline"]["value"] == pytest.approx(vade["rooflines"]["fp32"]["ratio"])
+    assert targets["eval_pass samples/s"]["value"] == pytest.approx(
+        next(f["samples_per_s"] for f in result["figures"] if f["name"] == "eval_pass"))
+    d = result["digits_run"]
+    assert targets["epoch bookkeeping % of a default digits run"]["value"] == d["bookkeeping_pct"]
+    assert d["bookkeeping_pct"] == max(d["projected_overhead_pct"], d["projected_timed_parts_pct"])
+    assert all(isinstance(t["met"], bool) for t in result["targets"])
+
+
+def test_digits_run_uses_the_default_config_and_its_checkpoint_policy(result):
+    d = result["digits_run"]
+    assert (d["dataset"], d["n_samples"], d["batch_size"], d["steps_per_epoch"]) == ("digits", 1797, 100, 18)
+    full = d["full_run"]
+    assert (full["epochs"], full["checkpoint_every"], full["checkpoint_every_s"]) == (100, None, 60.0)
+    assert full["checkpoints"] >= 1  # the phase end's, at least: not one an epoch unless 100 epochs take 100 minutes
+    assert d["loop_s"] > 0 and d["bare_s"] > 0 and d["epoch_s"] > 0 and d["checkpoint_s"] > 0 and d["callback_s"] > 0
+    assert d["overhead_pct"] == pytest.approx(100 * (d["loop_s"] / d["bare_s"] - 1))
+    assert d["overhead_pct_best"] == pytest.approx(100 * (min(d["loop_runs_s"]) / min(d["bare_runs_s"]) - 1))
+    assert math.isfinite(d["projected_overhead_pct"]) and math.isfinite(d["projected_overhead_pct_best"])
+    assert d["projected_timed_parts_pct"] > 0  # callbacks and a checkpoint cost something, always
+
+
+def test_memory_is_reported(result):
+    memory = result["memory"]
     assert memory["n_samples"] == result["settings"]["n_eval"]
     assert memory["peak_rss_bytes"] >= memory["rss_after_import_bytes"] > 0
     assert memory["peak_rss_gib"] == pytest.approx(memory["peak_rss_bytes"] / 2**30)
-    assert {t["name"] for t in result["targets"]} >= {"vade_step@100 / roofline", "peak RSS GiB (full run)"}
-    assert all(isinstance(t["met"], bool) for t in result["targets"])
+    assert "peak RSS GiB (full run)" in {t["name"] for t in result["targets"]}
 
 
 def test_run_facts_are_recorded(result):
@@ -73,19 +111,44 @@ def test_run_facts_are_recorded(result):
 @pytest.mark.parametrize("bad", ["0,100", "a,b", ","])
 def test_bad_batch_sizes_are_a_usage_error(bad, capsys):
     with pytest.raises(SystemExit) as exc:
-        bench.parse_args(["--batch-sizes", bad])
+        cli.parse_args(["--batch-sizes", bad])
     assert exc.value.code == 2
     assert "batch sizes" in capsys.readouterr().err
 
 
-def test_projection_pays_the_epoch_end_once_and_per_step_costs_per_step():
-    # no per-step overhead: a 0.5 s epoch end over 100 steps of 0.1 s is 5%
-    assert bench.projected_overhead(1.0, 0.5, 1.0, steps=10, full_steps=100) == pytest.approx(5.0)
-    # 10 ms more per step on 100 ms steps is 10%, whatever the epoch's length
-    assert bench.projected_overhead(1.1, 0.0, 1.0, steps=10, full_steps=700) == pytest.approx(10.0)
+@pytest.mark.parametrize("flag", ["--repeats", "--steps", "--threads"])
+def test_counts_must_be_positive_integers(flag, capsys):
+    for bad in ("0", "x"):
+        with pytest.raises(SystemExit) as exc:
+            cli.parse_args([flag, bad])
+        assert exc.value.code == 2
+        assert "must be a positive integer" in capsys.readouterr().err
 
 
-def test_bf16_and_compile_are_refused_on_the_cpu(capsys):
-    # the training code honours device.amp_bf16/compile on CUDA only; a CPU figure "with bf16" would be a lie
-    assert bench.main(["--quick", "--device", "cpu", "--bf16"]) == 2
+def test_amp_bf16_flag_becomes_the_run_override():
+    for value in ("auto", "true", "false"):
+        assert f"device.amp_bf16={value}" in cli.config_overrides(cli.parse_args(["--amp-bf16", value]))
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--amp-bf16", "yes"])
+
+
+def test_checkpoints_follow_the_time_based_policy():
+    # 100 epochs of 0.5 s, a checkpoint every 60 s: at 60 s, 120 s... and the phase end
+    assert results.checkpoints_written(100, 0.5, 0.0, None, 60.0) == 1
+    assert results.checkpoints_written(100, 1.0, 0.0, None, 60.0) == 2  # epoch 60, epoch 100
+    assert results.checkpoints_written(10, 1.0, 0.0, 2, 60.0) == 5  # every 2 epochs as well
+    assert results.checkpoints_written(10, 1.0, 0.0, None, 0.0) == 10  # every_s 0: every epoch
+
+
+def test_projection_pays_start_up_once_epochs_every_epoch_and_checkpoints_as_written():
+    # 10 ms over a 100 ms bare epoch is 10%, whatever the length
+    assert results.projected_run(0.0, 0.11, 0.0, 0.1, 100, None, 60.0)["overhead_pct"] == pytest.approx(10.0)
+    # a 0.5 s start-up and one 0.5 s checkpoint over 100 bare epochs of 0.1 s: 10%
+    run = results.projected_run(0.5, 0.1, 0.5, 0.1, 100, None, 60.0)
+    assert run["checkpoints"] == 1 and run["overhead_pct"] == pytest.approx(10.0)
+
+
+def test_compile_is_refused_on_the_cpu(capsys):
+    # torch.compile of the step is CUDA-only in the training code; a CPU figure "compiled" would be a lie
+    assert cli.main(["--quick", "--device", "cpu", "--compile"]) == 2
     assert "CUDA-only" in capsys.readouterr().err

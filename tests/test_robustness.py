@@ -144,16 +144,35 @@ def test_nan_in_a_batch_stops_at_the_step_and_keeps_the_last_good_checkpoint(mak
     original = VaDE.negative_elbo
     calls = {"n": 0}
 
-    def poisoned(self, x, eps):
+    def poisoned(self, x, eps, anchor=None):
         calls["n"] += 1
         if calls["n"] == 7:  # epoch 3 of 3-step epochs, its first step
             x = x.clone()
             x[0, 0] = float("nan")
-        return original(self, x, eps)
+        return original(self, x, eps, anchor)
 
     monkeypatch.setattr(VaDE, "negative_elbo", poisoned)
     with pytest.raises(TrainingDiverged, match=r"epoch 3, step 0"):
-        train_run(make_cfg(*SYNTH), tmp_path / "run", progress_enabled=False)
+        train_run(make_cfg(*SYNTH, "train.checkpoint_every=1"), tmp_path / "run", progress_enabled=False)
     last = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt", kind="train")
     assert last["epoch"] == 2
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+def test_checkpoints_follow_the_clock_not_every_epoch(make_cfg, tmp_path, monkeypatch):
+    """Default policy: with the interval not yet passed, training writes last.pt once, at the phase end."""
+    writes = []
+    real_save = checkpoint.save
+
+    def counting(path, payload):
+        writes.append((payload.get("kind"), payload.get("epoch")))
+        real_save(path, payload)
+
+    monkeypatch.setattr(checkpoint, "save", counting)
+    train_run(make_cfg(*SYNTH, "train.epochs=4", "train.checkpoint_every_s=3600"), tmp_path / "run",
+              progress_enabled=False)
+    assert [w for w in writes if w[0] == "train"] == [("train", 4)]
+    writes.clear()
+    train_run(make_cfg(*SYNTH, "train.epochs=4", "train.checkpoint_every=2", "train.checkpoint_every_s=3600"),
+              tmp_path / "run2", progress_enabled=False)
+    assert [w for w in writes if w[0] == "train"] == [("train", 2), ("train", 4)]

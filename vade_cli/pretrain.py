@@ -30,7 +30,8 @@ from vade_cli.train import Phase, StopRequest, adam, run_phase, step_lr_factor
 CACHE_VERSION = 3  # 3: recipes (optimizer, loss, weight_init, output refit), bf16 autocast
 # The pretrain settings that decide the autoencoder's weights; the prior-init ones (init, restarts, ...)
 # do not, so sweeping them reuses the cached autoencoder.
-AE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "loss", "weight_init", "output_refit_epochs")
+AE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "loss", "weight_init", "output_refit_epochs",
+           "output_refit_scope")
 OPTIMIZERS = ("adam", "sgd")
 LOSSES = ("likelihood", "mse")
 WEIGHT_INITS = ("torch", "dec")
@@ -127,35 +128,40 @@ def pretrain_autoencoder(
     )
     history = run_phase(phase, stop, progress, resume)
     if mse and model.likelihood == "bernoulli" and int(cfg.output_refit_epochs) > 0:
-        refit_bernoulli_output(model, x, int(cfg.output_refit_epochs), seed, device_cfg)
+        refit_bernoulli_output(model, x, int(cfg.output_refit_epochs), seed, device_cfg, str(cfg.output_refit_scope))
     if cache_path is not None:
         checkpoint.save(cache_path, {"kind": "autoencoder", "model": ae.state_dict(), "history": history})
     return PretrainResult(time.perf_counter() - start, False, cache_path, history)
 
 
-def refit_bernoulli_output(model: VaDE, x: torch.Tensor, epochs: int, seed: int, device_cfg) -> None:
-    """Turn an MSE-trained linear output layer into Bernoulli logits, leaving the rest of the net alone.
+def refit_bernoulli_output(model: VaDE, x: torch.Tensor, epochs: int, seed: int, device_cfg, scope: str = "output") -> None:
+    """Turn an MSE-trained linear output into Bernoulli logits without moving the latent space.
 
     An autoencoder trained on squared error predicts pixel values x^ on its linear output; VaDE's
     Bernoulli decoder needs logits. Starting from logit ~ 8 (x^ - 1/2), a few epochs of Adam on the
-    cross-entropy of the output layer alone (a logistic regression on fixed features) finish the job
-    without moving the latent space the prior will be fitted in.
+    cross-entropy fit either the output layer alone (`scope=output`: a logistic regression on fixed
+    features) or the whole decoder (`scope=decoder`) on the fixed latent means. The encoder is not
+    touched, so the prior is initialised in the latent space the autoencoder learned.
     """
     out = model.decoder.out
+    decoder_only = scope == "decoder"
     with torch.inference_mode(), autocast(device_cfg, x.device):
-        feats = torch.cat([
-            model.decoder.body(model.encoder(x[i : i + 4096])[0]).float() for i in range(0, len(x), 4096)
-        ])
-    feats = feats.clone()
+        z = model.latent_means(x)
+        inputs = z if decoder_only else torch.cat(
+            [model.decoder.body(z[i : i + 4096]).float() for i in range(0, len(x), 4096)])
+    inputs = inputs.clone()  # leave inference mode: these are plain inputs to a trainable layer
     with torch.no_grad():
         out.weight.mul_(8.0)
         out.bias.mul_(8.0).sub_(4.0)
-    optimizer = adam(out.parameters(), lr=1e-3)
+    head = model.decoder if decoder_only else out
+    optimizer = adam(head.parameters(), lr=1e-3)
     generator = torch.Generator(device=x.device).manual_seed(seed + 2)
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=generator, device=x.device)
         for idx in perm.split(256):
-            loss = F.binary_cross_entropy_with_logits(out(feats[idx]), x[idx], reduction="none").sum(-1).mean()
+            with autocast(device_cfg, x.device):
+                logits = head(inputs[idx]).float()
+            loss = F.binary_cross_entropy_with_logits(logits, x[idx], reduction="none").sum(-1).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -24,6 +24,7 @@ from typing import Any
 
 from vade_cli import checkpoint, table
 from vade_cli.text import one_line
+from vade_cli.validate import int_list_arg
 
 SOURCE = (
     "Jiang, Zheng, Tan, Tang, Zhou: Variational Deep Embedding: An Unsupervised and Generative "
@@ -239,13 +240,7 @@ def render_csv(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got '{text}'") from None
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, got '{text}'")
-    return seeds
+    return int_list_arg(text, "seeds", 0)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

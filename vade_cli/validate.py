@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from omegaconf import DictConfig
@@ -23,6 +24,30 @@ def positive_int(name: str, value: Any) -> int:
     if not _is_int(value) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def positive_int_arg(text: str) -> int:
+    """`positive_int` as an argparse `type=`: the same check and message, as a usage error."""
+    try:
+        value: Any = int(text)
+    except ValueError:
+        value = text
+    try:
+        return positive_int("the value", value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def int_list_arg(text: str, what: str, minimum: int) -> list[int]:
+    """A comma-separated list of integers >= `minimum` (0 or 1) as an argparse `type=`."""
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be comma-separated integers, got '{text}'") from None
+    if not values or min(values) < minimum:
+        kind = "positive" if minimum == 1 else "non-negative"
+        raise argparse.ArgumentTypeError(f"{what} must be {kind} integers, got '{text}'")
+    return values
 
 
 def positive_number(name: str, value: Any) -> float:
@@ -63,6 +88,7 @@ def check_config(cfg: DictConfig) -> None:
     one_of("pretrain.loss", pre.loss, ("likelihood", "mse"))
     one_of("pretrain.weight_init", pre.weight_init, ("torch", "dec"))
     one_of("pretrain.init", pre.init, ("gmm", "kmeans", "umap"))
+    one_of("pretrain.output_refit_scope", pre.output_refit_scope, ("output", "decoder"))
     positive_int("pretrain.init_restarts", pre.init_restarts)
     positive_int("pretrain.umap_neighbors", pre.umap_neighbors)
     if not _is_int(pre.output_refit_epochs) or pre.output_refit_epochs < 0:
