@@ -4,7 +4,7 @@ PIP ?= $(PYTHON) -m pip
 DIR ?=
 SEEDS ?= 0,1,2,3,4
 
-.PHONY: help install run test test-slow bench bench-quick table reproduce-table reproduce-table-quick lint clean
+.PHONY: help install run test test-slow bench bench-quick gpu-check table reproduce-table reproduce-table-quick lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ test-slow:  ## also the slow tests (long end-to-end runs)
 	$(PYTHON) -m pytest -q -m ''
 
 lint:  ## ruff
-	$(PYTHON) -m ruff check vade_cli tests
+	$(PYTHON) -m ruff check vade_cli tests scripts
 
 clean:  ## remove run folders and caches
 	rm -rf outputs multirun .pytest_cache .ruff_cache
@@ -41,6 +41,9 @@ reproduce-table-quick:  ## the same, end to end on digits and synthetic with tin
 
 bench:  ## samples/s of pretraining, VaDE steps and eval vs the bare-MLP roofline; epoch overhead, peak RSS -> bench.json
 	$(PYTHON) -m vade_cli.bench
+
+gpu-check:  ## on a GPU machine: sweep SEEDS of experiment=mnist sharing the GPU, fp32 vs bf16+compile, the tests -> gpu-check/summary.md
+	$(PYTHON) scripts/gpu_check.py --out gpu-check --tests $(GPU_CHECK_ARGS)
 
 bench-quick:  ## the same on a tiny network and data (seconds; a smoke test, not a measurement)
 	$(PYTHON) -m vade_cli.bench --quick --out bench-quick.json

@@ -81,7 +81,7 @@ def run_all(jobs: dict[str, list[str]], out: Path, budget_s: float) -> dict[str,
                 status[name] = {"rc": proc.returncode, "seconds": time.monotonic() - started[name]}
                 del procs[name]
         time.sleep(2)
-    for name, proc in procs.items():
+    for proc in procs.values():
         os.killpg(proc.pid, signal.SIGTERM)  # runs save a checkpoint and a resume line on SIGTERM
     for name, proc in procs.items():
         try:

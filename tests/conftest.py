@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Small enough for seconds on 2 CPU cores, large enough to learn something.
-TINY = ["device=cpu", "device.threads=1", "model=small", "pretrain.epochs=2", "train.epochs=2", "report.figures=false"]
+TINY = ["device=cpu", "device.threads=1", "model=small", "pretrain=ae", "pretrain.init=gmm", "pretrain.epochs=2", "train.epochs=2", "report.figures=false"]
 
 
 def compose_config(overrides: list[str], output_root: Path) -> DictConfig:

@@ -56,7 +56,7 @@ def test_report_md_is_readable_on_its_own(digits_run):
         assert (run_dir / "figures" / name).is_file()  # the link resolves from the run folder
     assert f"{result['metrics']['final']['acc']:.4f}" in text
     assert f"{result['metrics']['gmm_init']['acc']:.4f}" in text
-    assert "| AE + GMM init |" in text and "| VaDE |" in text
+    assert "| AE + prior init |" in text and "| VaDE |" in text
     assert "digits" in text and "seed 0" in text and "cpu" in text
 
 

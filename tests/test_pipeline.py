@@ -55,7 +55,7 @@ def test_installed_vade_run_from_another_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["n_clusters"] == 12 and report["config"]["model"]["hidden"] == [64, 64, 128]
-    assert "AE + GMM init" in proc.stderr and "VaDE" in proc.stderr
+    assert "AE + prior init" in proc.stderr and "VaDE" in proc.stderr
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
 
 

@@ -176,3 +176,23 @@ def test_checkpoints_follow_the_clock_not_every_epoch(make_cfg, tmp_path, monkey
     train_run(make_cfg(*SYNTH, "train.epochs=4", "train.checkpoint_every=2", "train.checkpoint_every_s=3600"),
               tmp_path / "run2", progress_enabled=False)
     assert [w for w in writes if w[0] == "train"] == [("train", 2), ("train", 4)]
+
+
+def test_resume_from_another_device_reseeds_the_stream_and_says_so(caplog):
+    """A CUDA generator's state cannot load into a CPU generator: restart the stream from the seed and position."""
+    from vade_cli.train import restore_generator
+
+    gen = torch.Generator().manual_seed(5)
+    same = {"generator": torch.Generator().manual_seed(9).get_state(), "generator_device": "cpu"}
+    restore_generator(gen, same, epoch=3, step=1)
+    assert torch.equal(gen.get_state(), same["generator"])
+
+    foreign = {"generator": torch.zeros(16, dtype=torch.uint8), "generator_device": "cuda"}
+    gen = torch.Generator().manual_seed(5)
+    with caplog.at_level("WARNING"):
+        restore_generator(gen, foreign, epoch=3, step=1)
+    first = torch.rand(3, generator=gen)
+    gen2 = torch.Generator().manual_seed(5)
+    restore_generator(gen2, foreign, epoch=3, step=1)
+    assert torch.equal(first, torch.rand(3, generator=gen2))  # deterministic given seed and position
+    assert "resumed on cpu from a cuda checkpoint" in caplog.text

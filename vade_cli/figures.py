@@ -426,7 +426,7 @@ def _scores_section(view: RunView) -> list[str]:
     m = r.get("metrics", {})
     if m.get("final"):
         out += ["| stage | ACC | NMI | ARI |", "|---|---:|---:|---:|"]
-        for label, key in (("AE + GMM init", "gmm_init"), ("VaDE", "final")):
+        for label, key in (("AE + prior init", "gmm_init"), ("VaDE", "final")):
             s = m.get(key) or {}
             out.append(f"| {label} | {decimal(s.get('acc'))} | {decimal(s.get('nmi'))} | {decimal(s.get('ari'))} |")
         out.append("")
@@ -588,7 +588,7 @@ def table_figure(rows: list[dict[str, Any]], path: Path) -> Path:
     )
     if has_gmm:
         ax.barh(
-            y + offset, [g or 0.0 for g in gmm], height, color="tab:gray", alpha=0.6, label="AE + GMM init"
+            y + offset, [g or 0.0 for g in gmm], height, color="tab:gray", alpha=0.6, label="AE + prior init"
         )
     for i, m in enumerate(means):
         note = f"{m:.3f}" if m is not None else "no result"

@@ -27,11 +27,10 @@ from vade_cli.model import VaDE
 from vade_cli.train import Phase, StopRequest, adam, run_phase, step_lr_factor
 
 # Bump when pretraining's numerics change (optimiser, loss, init), so old autoencoders are not reused.
-CACHE_VERSION = 3  # 3: recipes (optimizer, loss, weight_init, output refit), bf16 autocast
+CACHE_VERSION = 4  # 3: recipes (optimizer, loss, weight_init), bf16 autocast; 4: refit applied after the cache
 # The pretrain settings that decide the autoencoder's weights; the prior-init ones (init, restarts, ...)
 # do not, so sweeping them reuses the cached autoencoder.
-AE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "loss", "weight_init", "output_refit_epochs",
-           "output_refit_scope")
+AE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "loss", "weight_init")
 OPTIMIZERS = ("adam", "sgd")
 LOSSES = ("likelihood", "mse")
 WEIGHT_INITS = ("torch", "dec")
@@ -94,6 +93,7 @@ def pretrain_autoencoder(
     progress: Any = None,
     resume: dict[str, Any] | None = None,
     device_cfg: DictConfig | None = None,
+    on_epoch_end: Any = None,
 ) -> PretrainResult:
     """Train (or load from the cache) the autoencoder inside `model` with the `cfg` recipe."""
     start = time.perf_counter()
@@ -101,6 +101,7 @@ def pretrain_autoencoder(
     if cache_path is not None and cache_path.is_file() and resume is None:
         payload = checkpoint.load(cache_path, kind="autoencoder")
         ae.load_state_dict(payload["model"])
+        refit_output(model, x, cfg, seed, device_cfg)
         return PretrainResult(time.perf_counter() - start, True, cache_path, payload["history"])
 
     if cfg.weight_init == "dec":
@@ -125,13 +126,19 @@ def pretrain_autoencoder(
         batch_size=min(int(cfg.batch_size), len(x)),
         epochs=int(cfg.epochs),
         checkpoint_path=checkpoint_path,
+        on_epoch_end=on_epoch_end,
     )
     history = run_phase(phase, stop, progress, resume)
-    if mse and model.likelihood == "bernoulli" and int(cfg.output_refit_epochs) > 0:
-        refit_bernoulli_output(model, x, int(cfg.output_refit_epochs), seed, device_cfg, str(cfg.output_refit_scope))
-    if cache_path is not None:
+    if cache_path is not None:  # cached before the refit, so refit settings can be swept on one autoencoder
         checkpoint.save(cache_path, {"kind": "autoencoder", "model": ae.state_dict(), "history": history})
+    refit_output(model, x, cfg, seed, device_cfg)
     return PretrainResult(time.perf_counter() - start, False, cache_path, history)
+
+
+def refit_output(model: VaDE, x: torch.Tensor, cfg: DictConfig, seed: int, device_cfg) -> None:
+    """After a squared-error autoencoder, make its output layer speak VaDE's Bernoulli likelihood."""
+    if cfg.loss == "mse" and model.likelihood == "bernoulli" and int(cfg.output_refit_epochs) > 0:
+        refit_bernoulli_output(model, x, int(cfg.output_refit_epochs), seed, device_cfg, str(cfg.output_refit_scope))
 
 
 def refit_bernoulli_output(model: VaDE, x: torch.Tensor, epochs: int, seed: int, device_cfg, scope: str = "output") -> None:

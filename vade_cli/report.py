@@ -78,12 +78,12 @@ def progress_bars(enabled: bool = True) -> Iterator[Progress | None]:
 
 
 def print_summary(report: dict[str, Any]) -> None:
-    """One table: AE+GMM init against final VaDE, and where the time went."""
+    """One table: the prior init against final VaDE, and where the time went."""
     table = Table(title=f"VaDE on {report['dataset']['name']} (K={report['n_clusters']}, seed {report['seed']})")
     table.add_column("stage")
     for col in ("ACC", "NMI", "ARI"):
         table.add_column(col, justify="right")
-    for label, key in (("AE + GMM init", "gmm_init"), ("VaDE", "final")):
+    for label, key in (("AE + prior init", "gmm_init"), ("VaDE", "final")):
         m = report["metrics"].get(key, {})
         table.add_row(label, *(decimal(m.get(metric)) for metric in ("acc", "nmi", "ari")))
     console.print(table)

@@ -76,6 +76,8 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
             pre = pretrain.pretrain_autoencoder(
                 model, x, cfg.pretrain, seed, run_dir / checkpoint.PRETRAIN, cache_path, stop, progress,
                 pretrain_resume, cfg.device,
+                on_epoch_end=lambda history, _: report.write_metrics_log(
+                    run_dir, [{"phase": "pretrain", **r} for r in history]),
             )
             snapshot = pretrain.fit_prior(model, x, dataset.y, cfg.pretrain, seed, cfg.device)
             pretrain.save_snapshot(run_dir, snapshot)

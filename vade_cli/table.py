@@ -309,7 +309,7 @@ def to_markdown(rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> str
     """The table alone: ACC in %, NMI and ARI in [0, 1]; status and error columns only when needed."""
     problems = any(r["status"] != COMPLETED for r in rows)
     header = ["dataset", *keys, *(["status"] if problems else []), "N", "K", "runs", "seeds",
-              "AE+GMM ACC %", "VaDE ACC %", "VaDE ACC min–max", "NMI", "ARI", "wall s",
+              "init ACC %", "VaDE ACC %", "VaDE ACC min–max", "NMI", "ARI", "wall s",
               "ρ(ELBO, ACC)", "ρ(init LL, ACC)"]  # fmt: skip
     body = []
     for r in rows:
@@ -339,8 +339,8 @@ def caption(jobs: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
     grouped = "dataset" + "".join(f", {k}" for k in keys)
     return (
         f"{counts}. One row per {grouped}; numbers are mean ± std over the completed runs' seeds "
-        "(sample std, n-1; 0 for one run). ACC in %, NMI and ARI in [0, 1]; AE+GMM is the GMM fitted on "
-        "the pretrained autoencoder's latent means, before VaDE training. wall s: mean seconds per run "
+        "(sample std, n-1; 0 for one run). ACC in %, NMI and ARI in [0, 1]; init is the prior's own "
+        "predictions after it was initialised from the autoencoder's latent means (pretrain.init), before VaDE training. wall s: mean seconds per run "
         "(short when the autoencoder came from the pretraining cache). ρ: Spearman rank correlation across "
         "seeds between a label-free score (final ELBO; the init's log-likelihood of the latent means) and "
         "VaDE ACC, shown from 3 runs on: near +1 means the score would pick the better seeds without labels."

@@ -1,0 +1,66 @@
+"""Pretraining recipes: DEC's initialisation, squared-error training, the Bernoulli refit, the cache key."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from vade_cli import pretrain
+from vade_cli.model import VaDE
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return VaDE(n_features=20, n_clusters=3, hidden=[16, 16], latent_dim=2)
+
+
+def bce(model, x):
+    with torch.no_grad():
+        return F.binary_cross_entropy_with_logits(model.decoder(model.encoder(x)[0]), x, reduction="none").sum(-1).mean()
+
+
+def test_dec_weight_init_is_uniform_in_one_over_sqrt_fan_in_with_zero_biases():
+    model = tiny_model()
+    pretrain.dec_weight_init(model)
+    for layer in model.modules():
+        if isinstance(layer, torch.nn.Linear):
+            assert layer.weight.abs().max() <= 1 / layer.in_features**0.5 and torch.all(layer.bias == 0)
+
+
+@pytest.mark.parametrize("scope", ["output", "decoder"])
+def test_refit_turns_a_linear_output_into_better_logits_and_leaves_the_encoder(scope):
+    x = (torch.rand(300, 20) < torch.linspace(0.1, 0.9, 20)).float()
+    model = tiny_model()
+    naive = copy.deepcopy(model)
+    with torch.no_grad():  # the refit's starting point: logit = 8 (x^ - 1/2)
+        naive.decoder.out.weight.mul_(8.0)
+        naive.decoder.out.bias.mul_(8.0).sub_(4.0)
+    encoder_before = copy.deepcopy(model.encoder.state_dict())
+    pretrain.refit_bernoulli_output(model, x, epochs=60, seed=0, device_cfg=None, scope=scope)
+    assert bce(model, x) < bce(naive, x) - 1.0
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[key])
+    body_moved = any(not torch.equal(a, b) for a, b in zip(model.decoder.body.parameters(), naive.decoder.body.parameters()))
+    assert body_moved == (scope == "decoder")
+
+
+def test_cache_key_ignores_what_cannot_change_the_autoencoder():
+    model_cfg = OmegaConf.create({"hidden": [16], "latent_dim": 2, "logvar_init": -5.0, "obs_variance": 1.0})
+    pre = OmegaConf.create({"epochs": 3, "batch_size": 8, "optimizer": "sgd", "lr": 1.0, "momentum": 0.9, "loss": "mse",
+                            "weight_init": "dec", "output_refit_epochs": 5, "output_refit_scope": "output",
+                            "cache": True, "init": "gmm", "init_restarts": 1, "gmm_max_iter": 100,
+                            "umap_neighbors": 20, "uniform_pi": False})
+
+    def key(m=model_cfg, p=pre, likelihood="bernoulli"):
+        return pretrain.cache_key("data", m, p, 0, likelihood, False)
+
+    base = key()
+    for field, value in [("init", "umap"), ("init_restarts", 10), ("output_refit_epochs", 0), ("cache", False)]:
+        assert key(p=OmegaConf.merge(pre, {field: value})) == base, field
+    assert key(m=OmegaConf.merge(model_cfg, {"logvar_init": -3.0})) == base
+    assert key(likelihood="gaussian") == base  # loss=mse does not read the likelihood
+    for field, value in [("epochs", 4), ("lr", 0.5), ("optimizer", "adam")]:
+        assert key(p=OmegaConf.merge(pre, {field: value})) != base, field
+    assert key(m=OmegaConf.merge(model_cfg, {"hidden": [32]})) != base
