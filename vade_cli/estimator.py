@@ -1,0 +1,460 @@
+"""`VaDEClustering`: the `vade-run` pipeline as a scikit-learn clusterer, for notebooks and pipelines.
+
+`fit(X)` composes the packaged Hydra config with overrides built from the constructor's arguments
+(what `vade-run` does with the command line), builds a `Dataset` from X instead of loading one, and
+runs the steps of `run.train_run`: `build_model`, `pretrain.pretrain_autoencoder`,
+`pretrain.fit_prior`, `train.fit`, `run.evaluate`. Checkpoints go to a temporary folder, or to
+`run_dir`. `save(path)` writes a run folder that `vade-run task=predict|sample checkpoint=<path>`
+reads, and `VaDEClustering.load(path)` reads any finished `vade-run` training folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from vade_cli import checkpoint, data, pretrain, report, tasks, train
+from vade_cli.data._common import as_features
+from vade_cli.device import autocast, configure, resolve_device, seed_everything
+from vade_cli.errors import UserError
+from vade_cli.model import VaDE
+from vade_cli.run import build_model, evaluate
+from vade_cli.text import one_line
+from vade_cli.validate import check_against_data, check_config, positive_int
+
+HYDRA_CONFIG = ".hydra/config.yaml"
+CHUNK = 4096  # rows per pass when scoring, as the model's own inference passes
+# What `save` writes; a folder holding anything else belongs to something else and is not overwritten.
+SAVED_ENTRIES = {".hydra", checkpoint.CHECKPOINT_DIR, checkpoint.GMM_INIT_PT, checkpoint.GMM_INIT_JSON, checkpoint.REPORT}
+
+
+class VaDEClustering(ClusterMixin, BaseEstimator):
+    """VaDE deep clustering with the `vade-run` pipeline behind a scikit-learn interface.
+
+    Arguments mirror config keys: `n_clusters`, `model.hidden`, `model.latent_dim`,
+    `dataset.likelihood`, the `pretrain` group (`dec` or `ae`), `pretrain.epochs` (None: the group's
+    own), `pretrain.init` (`umap`, `gmm`, `kmeans`), `train.epochs`, `train.anchor_epochs`,
+    `train.lr`, `train.batch_size`, the `device` group (`auto`, `cpu`, `cuda`), `device.threads`,
+    and `seed` (`random_state`: an int >= 0; None or a RandomState draws one, recorded in `config_`).
+    `overrides` are further Hydra overrides, exactly as on the command line ("train.prior_lr=0.01").
+    `run_dir`: where fit writes its checkpoints and run files (default: a temporary folder, removed
+    after fit); `verbose`: the CLI's progress bars. Like `vade-run`, fit and predict set torch's CPU
+    thread count (`device.threads`, default all cores).
+    X is used as given (`dataset.scale=none`): scale it beforehand, e.g. with MinMaxScaler for the
+    Bernoulli likelihood (features in [0,1]) or StandardScaler for the Gaussian one.
+
+    Bad input raises ValueError with the CLI's one-line message, before any training: X not 2-D
+    ("X: features must be a 2-D array [samples, features], got shape (N,)"), NaN or inf
+    ("X: R rows contain NaN or inf (first: row I); clean or drop them first"), fewer samples than
+    clusters ("n_clusters=K exceeds the N samples; use at most N"), Bernoulli data outside [0,1]
+    ("X: a Bernoulli likelihood needs features in [0,1] (got [lo, hi]); ..."), and every config
+    check of `vade-run` ("n_clusters must be an integer >= 2, got 1", ...).
+
+    Fitted attributes: `labels_` (argmax_c q(c|x) at the encoder mean), `init_labels_` (the
+    initialised prior's predictions, before VaDE training), `weights_` [K], `means_` [K, J],
+    `covariances_` [K, J] (diagonal variances), `n_features_in_`, `history_` (one record per VaDE
+    epoch), `prior_init_` (the gmm_init snapshot), `config_` (the composed config), `model_` (the
+    VaDE module, on the CPU). An estimator from `load` has all but `labels_` and `init_labels_`,
+    which need the training data.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 10,
+        *,
+        hidden: Sequence[int] = (500, 500, 2000),
+        latent_dim: int = 10,
+        likelihood: str = "bernoulli",
+        pretrain: str = "dec",
+        pretrain_epochs: int | None = None,
+        init: str = "umap",
+        train_epochs: int = 100,
+        anchor_epochs: int = 10,
+        lr: float = 0.002,
+        batch_size: int = 100,
+        device: str = "auto",
+        device_threads: int | None = None,
+        random_state: Any = 0,
+        overrides: Sequence[str] = (),
+        run_dir: str | Path | None = None,
+        verbose: bool = False,
+    ):
+        self.n_clusters = n_clusters
+        self.hidden = hidden
+        self.latent_dim = latent_dim
+        self.likelihood = likelihood
+        self.pretrain = pretrain
+        self.pretrain_epochs = pretrain_epochs
+        self.init = init
+        self.train_epochs = train_epochs
+        self.anchor_epochs = anchor_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.device = device
+        self.device_threads = device_threads
+        self.random_state = random_state
+        self.overrides = overrides
+        self.run_dir = run_dir
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------------------------- config
+
+    def config_overrides(self) -> list[str]:
+        """The `vade-run` command line this estimator's fit amounts to (without the data)."""
+        seed = self.random_state
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            seed = int(check_random_state(seed).randint(2**31 - 1))
+        chosen = {
+            "dataset": "file",
+            "dataset.likelihood": self.likelihood,
+            "dataset.scale": "none",
+            "n_clusters": self.n_clusters,
+            "model.hidden": self.hidden,
+            "model.latent_dim": self.latent_dim,
+            "pretrain": self.pretrain,
+            "pretrain.epochs": self.pretrain_epochs,
+            "pretrain.init": self.init,
+            "pretrain.cache": False,  # no outputs/cache/ beside the caller's notebook
+            "train.epochs": self.train_epochs,
+            "train.anchor_epochs": self.anchor_epochs,
+            "train.lr": self.lr,
+            "train.batch_size": self.batch_size,
+            "device": self.device,
+            "device.threads": self.device_threads,
+            "seed": seed,
+            "report.figures": False,
+        }
+        return [f"{k}={_override_value(v)}" for k, v in chosen.items() if v is not None] + list(self.overrides)
+
+    def _compose(self) -> DictConfig:
+        with _user_errors():
+            cfg = compose_config(self.config_overrides())
+            check_config(cfg)
+        return cfg
+
+    # ------------------------------------------------------------------------------------- fitting
+
+    def fit(self, X: Any, y: Any = None) -> VaDEClustering:
+        """Pretrain, initialise the prior, train VaDE on X. `y` is ignored: labels are never used."""
+        cfg = self._compose()
+        dataset = _dataset(X, str(cfg.dataset.likelihood), fitting=True)
+        with _user_errors():
+            check_against_data(cfg, dataset.n_samples)
+            device = resolve_device(cfg.device)
+        configure(cfg.device, device)
+        folder = nullcontext(Path(self.run_dir).expanduser()) if self.run_dir is not None else tempfile.TemporaryDirectory(prefix="vade-")
+        with folder as run_dir, _global_rng_kept(device):
+            run_dir = Path(run_dir)
+            checkpoint.atomic_write_text(run_dir / HYDRA_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+            model, snapshot, init_labels, history = _train(cfg, dataset, device, run_dir, self.verbose)
+            labels, _ = evaluate(model, torch.as_tensor(dataset.x, device=device), None, cfg.device)
+            self._set_fitted(cfg, model.cpu(), snapshot, history, _data_info(dataset))
+            self.labels_, self.init_labels_ = labels, init_labels
+            if self.run_dir is not None:  # last.pt there is train.fit's own (with the optimiser): keep it
+                self._write_run_files(run_dir)
+        return self
+
+    def _set_fitted(self, cfg: DictConfig, model: VaDE, snapshot: dict[str, Any] | None,
+                    history: list[dict[str, Any]], data_info: dict[str, Any]) -> None:
+        prior = model.prior
+        with torch.no_grad():
+            self.weights_ = prior.log_pi().exp().numpy()
+            self.means_ = prior.mu.detach().numpy().copy()
+            self.covariances_ = prior.clamped_log_var().exp().numpy()
+        self.n_features_in_ = int(model.decoder.out.out_features)
+        self.config_, self.model_, self.prior_init_, self.history_ = cfg, model.eval(), snapshot, history
+        self._data_info = data_info
+
+    # ------------------------------------------------------------------------------------- using
+
+    def predict(self, X: Any) -> np.ndarray:
+        """argmax_c q(c|x) at z = the encoder mean: the run's own evaluation (deterministic)."""
+        model, x = self._prepared(X)
+        return evaluate(model, x, None, self.config_.device)[0]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """q(c|x) = p(c|z) at z = the encoder mean, [N, K]; rows sum to 1."""
+        model, x = self._prepared(X)
+        with autocast(self.config_.device, x.device):
+            return model.predict_proba(x).cpu().numpy()
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean ELBO per sample (higher is better): minus the negative ELBO that training minimises.
+
+        One reparameterised sample per row, z = mu + sigma * eps, with eps drawn on the CPU from the
+        config's seed (`config_.seed`), so the score is the same on every call and every device.
+        """
+        model, x = self._prepared(X)
+        generator = torch.Generator().manual_seed(int(self.config_.seed))
+        eps = torch.randn(len(x), model.prior.mu.shape[1], generator=generator).to(x.device)
+        total = 0.0
+        with torch.inference_mode(), autocast(self.config_.device, x.device):
+            for i in range(0, len(x), CHUNK):
+                terms, _ = model.negative_elbo(x[i : i + CHUNK], eps[i : i + CHUNK])
+                total += float(terms["loss"]) * len(x[i : i + CHUNK])
+        return -total / len(x)
+
+    def sample(self, n_per_cluster: int = 16, random_state: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """n_per_cluster draws from every cluster: (X [K*n, D], c [K*n]), as `vade-run task=sample`.
+
+        Bernoulli models give pixel probabilities, Gaussian ones the decoder means. The draws come
+        from the CPU with seed `random_state` (default: the config's seed), so
+        `sample(n, random_state=S)` equals `vade-run task=sample checkpoint=<saved> n_per_cluster=n seed=S`.
+        """
+        check_is_fitted(self)
+        n = int(n_per_cluster) if isinstance(n_per_cluster, np.integer) else n_per_cluster
+        with _user_errors():
+            positive_int("n_per_cluster", n)
+        seed = int(self.config_.seed if random_state is None else random_state)
+        samples, clusters = self.model_.sample(n, torch.Generator().manual_seed(seed))
+        return samples.numpy(), clusters.numpy()
+
+    def _prepared(self, X: Any) -> tuple[VaDE, torch.Tensor]:
+        """The model on the configured device and X checked and placed beside it."""
+        check_is_fitted(self)
+        dataset = _dataset(X, self._data_info["likelihood"], fitting=False)
+        if dataset.n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {dataset.n_features} features but the model was trained on {self.n_features_in_}; "
+                "predict needs data with the same features, prepared the same way"
+            )
+        with _user_errors():
+            device = resolve_device(self.config_.device)
+        configure(self.config_.device, device)
+        model = self.model_ if device.type == "cpu" else copy.deepcopy(self.model_).to(device)
+        return model, torch.as_tensor(dataset.x, device=device)
+
+    # ------------------------------------------------------------------------------------- folders
+
+    def save(self, path: str | Path) -> Path:
+        """Write a run folder (.hydra/config.yaml, checkpoints/last.pt, gmm_init.pt, report.json).
+
+        `vade-run task=predict checkpoint=<path> dataset=file dataset.path=<file> dataset.scale=none
+        dataset.likelihood=<likelihood>` and `vade-run task=sample checkpoint=<path>` accept it, and
+        `VaDEClustering.load(path)` reads it back. last.pt holds the weights and the history, not the
+        optimiser: the folder is for using the model, not for `vade-run resume=`. The folder must be
+        new, empty, or one that `save` wrote before.
+        """
+        check_is_fitted(self)
+        folder = Path(path).expanduser()
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in SAVED_ENTRIES) if folder.is_dir() else []
+        if foreign:
+            raise ValueError(f"{folder} holds other files ({', '.join(foreign[:3])}); save into a new or empty folder")
+        checkpoint.save(folder / checkpoint.LAST, {
+            "kind": "train", "model": self.model_.state_dict(), "epoch": len(self.history_), "step": 0,
+            "history": self.history_,
+        })
+        self._write_run_files(folder)
+        return folder
+
+    def _write_run_files(self, folder: Path) -> None:
+        """Everything of a run folder but the checkpoint: the config, the prior's init, a report."""
+        checkpoint.atomic_write_text(folder / HYDRA_CONFIG, OmegaConf.to_yaml(self.config_, resolve=True))
+        if self.prior_init_ is not None:
+            pretrain.save_snapshot(folder, self.prior_init_)
+        labels = getattr(self, "labels_", None)
+        report.write_report(folder, {
+            "status": "completed",
+            "run_dir": str(folder),
+            "saved_by": f"{type(self).__module__}.{type(self).__name__}",
+            "dataset": self._data_info,
+            "n_clusters": int(self.config_.n_clusters),
+            "seed": int(self.config_.seed),
+            "final_elbo": -self.history_[-1]["loss"] if self.history_ else None,
+            "cluster_sizes": None if labels is None else np.bincount(labels, minlength=len(self.weights_)).tolist(),
+            "epochs": len(self.history_),
+            "versions": report.package_versions(),
+            "config": OmegaConf.to_container(self.config_, resolve=True),
+        })
+
+    @classmethod
+    def load(cls, path: str | Path) -> VaDEClustering:
+        """A fitted estimator from a finished `vade-run` training folder, or from `save`.
+
+        Its arguments are read from the run's config, and `overrides` holds the run's other settings
+        that differ from the defaults (an experiment preset's lr decay, say; not its data, folders or
+        cache), so `clone(loaded).fit(X)` repeats the run on X. `labels_` and `init_labels_` are not
+        set: the folder holds no data.
+        """
+        with _user_errors():
+            folder = tasks.source_run(OmegaConf.create({"task": "predict", "checkpoint": str(path)}))
+            cfg = tasks.saved_config(folder)
+            last = checkpoint.load(folder / checkpoint.LAST, kind="train")
+            shape_of = tasks.data_shape(folder, cfg, last["model"])
+            model = tasks.load_model(cfg, shape_of, last["model"], folder)
+            gmm_init = folder / checkpoint.GMM_INIT_PT
+            snapshot = checkpoint.load(gmm_init, kind="gmm_init") if gmm_init.is_file() else None
+        if snapshot is not None:
+            snapshot = {k: v for k, v in snapshot.items() if k not in ("format", "kind")}
+
+        def get(key: str, default: Any = None) -> Any:
+            return OmegaConf.select(cfg, key, default=default)
+
+        estimator = cls(
+            n_clusters=int(cfg.n_clusters),
+            hidden=tuple(int(h) for h in cfg.model.hidden),
+            latent_dim=int(cfg.model.latent_dim),
+            likelihood=shape_of.likelihood,
+            pretrain=get("pretrain.name", "dec"),
+            pretrain_epochs=get("pretrain.epochs"),
+            init=get("pretrain.init", "gmm"),
+            train_epochs=get("train.epochs", 100),
+            anchor_epochs=get("train.anchor_epochs", 0),
+            lr=get("train.lr", 0.002),
+            batch_size=get("train.batch_size", 100),
+            device=get("device.type", "auto"),
+            device_threads=get("device.threads"),
+            random_state=int(get("seed", 0)),
+        )
+        estimator.overrides = _differences(cfg, estimator)
+        info = tasks._report(folder).get("dataset") or _data_info(shape_of)
+        estimator._set_fitted(cfg, model, snapshot, list(last.get("history") or []), info)
+        return estimator
+
+
+# ----------------------------------------------------------------------------------------- the pipeline
+
+
+def _train(cfg: DictConfig, dataset: data.Dataset, device: torch.device, run_dir: Path, verbose: bool,
+           ) -> tuple[VaDE, dict[str, Any], np.ndarray, list[dict[str, Any]]]:
+    """`run.train_run`'s steps, on data already in memory, without its cache, logs and signal handlers.
+
+    Ctrl-C stays a KeyboardInterrupt, as anywhere in Python; the checkpoints stay in `run_dir`.
+    """
+    seed = int(cfg.seed)
+    seed_everything(seed)
+    model = build_model(cfg, dataset).to(device)
+    x = torch.as_tensor(dataset.x, device=device)
+    stop = train.StopRequest()  # never installed, so never set
+    with report.progress_bars(verbose) as progress:
+        pre = pretrain.pretrain_autoencoder(
+            model, x, cfg.pretrain, seed, run_dir / checkpoint.PRETRAIN, None, stop, progress, None, cfg.device
+        )
+        snapshot = pretrain.fit_prior(model, x, None, cfg.pretrain, seed, cfg.device)
+        pretrain.save_snapshot(run_dir, snapshot)
+        init_labels, _ = evaluate(model, x, None, cfg.device)  # the initialised prior's own predictions
+        model.train()
+        history = train.fit(
+            model, x, cfg.train, seed, run_dir / checkpoint.LAST, stop, progress,
+            extra={"pretrain_summary": {"seconds": pre.seconds, "cache_hit": pre.cache_hit, "history": pre.history}},
+            device_cfg=cfg.device, anchor=snapshot["partition"].to(device),
+        )
+    return model, snapshot, init_labels, history
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The packaged config with `overrides`, as `vade-run` composes it; Hydra's errors become one-line ValueErrors.
+
+    compose() needs Hydra's global state to itself; a surrounding Hydra app gets its own back after.
+    """
+    global_hydra = GlobalHydra.instance()
+    outer = global_hydra.hydra if global_hydra.is_initialized() else None
+    global_hydra.clear()
+    try:
+        with initialize_config_module(config_module="vade_cli.conf", version_base="1.3"):
+            return compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ValueError(one_line(exc)) from None
+    finally:
+        if outer is not None:
+            GlobalHydra.instance().clear()
+            GlobalHydra.instance().initialize(outer)
+
+
+# Settings an estimator does not take from a run's config: its data (X), output folders, the task, the
+# autoencoder cache (fit never uses one), and group names (its arguments set what a group would).
+NOT_CARRIED = ("dataset", "paths", "report", "task", "checkpoint", "resume", "n_per_cluster", "pretrain.cache")
+
+
+def _differences(saved: DictConfig, estimator: VaDEClustering) -> tuple[str, ...]:
+    """The overrides that make the estimator's composed config the saved one, beyond its arguments.
+
+    So a loaded run's `get_params()` names its whole recipe (an experiment preset's lr decay, say),
+    and `clone(loaded).fit(X)` repeats it. Keys this version's config lacks are left out.
+    """
+    try:
+        composed = _flat(OmegaConf.to_container(estimator._compose(), resolve=True))
+    except ValueError:  # the saved arguments no longer compose (an old run's group name): keep them bare
+        return ()
+    wanted = _flat(OmegaConf.to_container(saved, resolve=True))
+    carried = {key: value for key, value in wanted.items() if not key.endswith(".name")
+               and not any(key == top or key.startswith(f"{top}.") for top in NOT_CARRIED)}
+    return tuple(f"{key}={_override_value(value)}" for key, value in carried.items()
+                 if key in composed and composed[key] != value)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists are values."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _override_value(value: Any) -> str:
+    """A Python value as Hydra's override grammar reads it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "[" + ",".join(_override_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _dataset(X: Any, likelihood: str, fitting: bool) -> data.Dataset:
+    """X checked as the data loaders check a file; predicting accepts a single row."""
+    with _user_errors():
+        dataset = data.Dataset("X", as_features(X, "X"), None, likelihood)
+        # validate() asks for two rows (enough to cluster); one row is enough to assign.
+        data.validate(dataset if fitting or dataset.n_samples > 1 else replace(dataset, x=np.repeat(dataset.x, 2, 0)))
+    return dataset
+
+
+def _data_info(dataset: data.Dataset) -> dict[str, Any]:
+    """report.json's `dataset` entry, which task=sample reads for the likelihood and image shape."""
+    return {"name": dataset.name, "n_samples": dataset.n_samples, "n_features": dataset.n_features,
+            "likelihood": dataset.likelihood, "has_labels": dataset.y is not None,
+            "image_shape": list(dataset.image_shape) if dataset.image_shape else None}
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """The CLI's one-line messages, as the ValueError a scikit-learn caller expects."""
+    try:
+        yield
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+
+
+@contextmanager
+def _global_rng_kept(device: torch.device) -> Iterator[None]:
+    """fit seeds Python's, NumPy's and torch's global generators as a run does; put them back after."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
