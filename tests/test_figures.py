@@ -12,7 +12,7 @@ import torch
 from matplotlib.image import imread
 
 from tests.conftest import TINY, compose_config
-from vade_cli import checkpoint, data, figures, tasks
+from vade_cli import checkpoint, data, figures, sweep_figure, tasks
 from vade_cli.run import train_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -144,7 +144,7 @@ def test_table_figure_accepts_partial_rows(tmp_path):
         {"dataset": "har", "status": "failed", "acc_mean": None, "paper_vade_acc": 84.46},  # percent
         {},  # nothing at all
     ]
-    path = figures.table_figure(rows, tmp_path / "table.png")
+    path = sweep_figure.table_figure(rows, tmp_path / "table.png")
     assert path == tmp_path / "table.png"
     assert_png(path, min_side=100)
 
@@ -158,5 +158,5 @@ def test_table_rows_are_labelled_by_their_setting():
         "acc_mean": 0.5,
         "error": "x",
     }
-    assert figures._row_label(row) == "digits train.lr=0.001 (failed)"
-    assert figures._row_fraction({"paper_vade_acc": 84.46}, "paper_vade_acc") == pytest.approx(0.8446)
+    assert sweep_figure._row_label(row) == "digits train.lr=0.001 (failed)"
+    assert sweep_figure._row_fraction({"paper_vade_acc": 84.46}, "paper_vade_acc") == pytest.approx(0.8446)

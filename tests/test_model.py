@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Bernoulli, Categorical, Independent, Normal
 
 from vade_cli.model import VaDE, elbo_terms, reconstruction_nll
-from vade_cli.train import step_lr_factor, vade_optimizer
+from vade_cli.train import LoopState, step_lr_factor, vade_optimizer
 
 
 def small_model(likelihood: str = "bernoulli") -> VaDE:
@@ -31,14 +31,14 @@ def test_analytic_elbo_matches_monte_carlo_with_torch_distributions():
     x = torch.tensor([[0.0, 1.0, 0.2, 0.9, 0.5, 1.0]])
     mu = torch.tensor([[0.3, 0.2]])
     logvar = torch.tensor([[-0.7, -1.1]])
-    log_gamma = torch.log_softmax(torch.tensor([[0.4, -0.2, 0.1]]), dim=1)
+    log_resp = torch.log_softmax(torch.tensor([[0.4, -0.2, 0.1]]), dim=1)
 
     with torch.no_grad():
-        kl = elbo_terms(prior, mu, logvar, log_gamma)
+        kl = elbo_terms(prior, mu, logvar, log_resp)
         n = 200_000
         torch.manual_seed(1)
         q_z = Independent(Normal(mu[0], torch.exp(0.5 * logvar[0])), 1)
-        q_c = Categorical(logits=log_gamma[0])
+        q_c = Categorical(logits=log_resp[0])
         z = q_z.sample((n,))
         c = q_c.sample((n,))
         p_c = Categorical(logits=prior.pi_logits)
@@ -61,9 +61,9 @@ def test_gaussian_reconstruction_is_a_normal_log_density():
 def test_responsibilities_finite_and_normalised_far_from_every_mean():
     prior = small_model().prior
     z = torch.tensor([[1e4, -1e4], [-3e3, 5e3], [0.0, 1.0], [1e6, 1e6]])
-    log_gamma = prior.log_responsibilities(z)
-    assert torch.isfinite(log_gamma).all()
-    assert torch.allclose(log_gamma.exp().sum(1), torch.ones(4), atol=1e-6)
+    log_resp = prior.log_responsibilities(z)
+    assert torch.isfinite(log_resp).all()
+    assert torch.allclose(log_resp.exp().sum(1), torch.ones(4), atol=1e-6)
 
 
 def test_empty_cluster_weight_gives_no_nan():
@@ -113,11 +113,11 @@ def test_negative_elbo_wires_one_sample_into_every_term():
         terms, _ = model.negative_elbo(x, eps)
         mu, logvar = model.encoder(x)
 
-        def by_hand(z: torch.Tensor, z_gamma: torch.Tensor) -> dict[str, torch.Tensor]:
+        def by_hand(z: torch.Tensor, z_resp: torch.Tensor) -> dict[str, torch.Tensor]:
             prior = model.prior
             recon = -Independent(Bernoulli(logits=model.decoder(z), validate_args=False), 1).log_prob(x)
             p_z_c = Independent(Normal(prior.mu, torch.exp(0.5 * prior.log_var)), 1)  # K components
-            log_joint = torch.log_softmax(prior.pi_logits, 0) + p_z_c.log_prob(z_gamma.unsqueeze(1))  # [B,K]
+            log_joint = torch.log_softmax(prior.pi_logits, 0) + p_z_c.log_prob(z_resp.unsqueeze(1))  # [B,K]
             kl = elbo_terms(prior, mu, logvar, torch.log_softmax(log_joint, 1))
             return {"recon": recon.mean(), "kl_z": kl["kl_z"].mean(), "kl_c": kl["kl_c"].mean()}
 
@@ -178,3 +178,17 @@ def test_vade_optimizer_gives_the_prior_its_own_lr_when_set(make_cfg, prior_lr):
         scheduler.step()
     assert prior["lr"] / networks["lr"] == pytest.approx((0.002 if prior_lr is None else prior_lr) / 0.002)
     assert networks["lr"] == pytest.approx(0.002 * 0.9)  # one schedule for both groups
+
+
+def test_loop_state_keeps_the_checkpoint_keys_and_reads_checkpoints_without_newer_ones():
+    mid_epoch = LoopState(history=[{"epoch": 1}], epoch=1, step=3, perm=torch.arange(5), sums=torch.ones(2),
+                          assignments=torch.zeros(5, dtype=torch.long), previous=torch.ones(5, dtype=torch.long))
+    saved = mid_epoch.checkpoint_fields()
+    assert set(saved) == {"history", "epoch", "step", "perm", "sums", "assignments", "previous"}  # the format
+    back = LoopState.from_checkpoint(saved, torch.device("cpu"), previous=None)
+    assert (back.epoch, back.step, back.history) == (1, 3, [{"epoch": 1}]) and back.history is not saved["history"]
+    assert all(torch.equal(getattr(back, k), saved[k]) for k in ("perm", "sums", "assignments", "previous"))
+    older = {"history": [], "epoch": 2, "step": 0, "perm": None}  # an epoch-end checkpoint without "previous"
+    initial = torch.arange(5)
+    resumed = LoopState.from_checkpoint(older, torch.device("cpu"), previous=initial)
+    assert resumed.previous is initial and resumed.perm is None and resumed.sums is None

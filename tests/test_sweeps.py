@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import compose_config, vade_run
 from vade_cli import checkpoint, report, reproduce, table
+from vade_cli import sweep as sweep_cli
 from vade_cli.run import train_run
 
 # One epoch per phase on 200 samples: seconds per job, where process start-up dominates.
@@ -126,14 +127,14 @@ def test_callback_writes_the_table_and_counts_failures(tmp_path):
         overrides = [f"{k}={v}" for k, v in job.pop("_overrides").items()]
         (tmp_path / str(num) / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides))
         (tmp_path / str(num) / "report.json").write_text(json.dumps(job))
-    callback = table.SweepTableCallback()
+    callback = sweep_cli.SweepTableCallback()
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
     callback.on_multirun_start(config)
     callback.on_multirun_end(config)
-    assert table.LAST_SWEEP_FAILURES == 1
+    assert sweep_cli.LAST_SWEEP_FAILURES == 1
     assert "| a | failed |" in (tmp_path / "table.md").read_text()
     callback.on_multirun_start(config)  # the next sweep starts from zero
-    assert table.LAST_SWEEP_FAILURES == 0
+    assert sweep_cli.LAST_SWEEP_FAILURES == 0
 
 
 def test_a_job_that_crashed_unexpectedly_still_leaves_a_failed_report(tmp_path):
@@ -142,7 +143,7 @@ def test_a_job_that_crashed_unexpectedly_still_leaves_a_failed_report(tmp_path):
     crashed = JobReturn(cfg=OmegaConf.create({"seed": 3}), status=JobStatus.FAILED)
     crashed.return_value = RuntimeError("CUDA error: an illegal memory access\nwas encountered")
     config = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(tmp_path)}}})
-    table.SweepTableCallback().on_job_end(config, crashed)
+    sweep_cli.SweepTableCallback().on_job_end(config, crashed)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["status"] == "failed" and report["config"]["seed"] == 3
     assert report["error"] == "RuntimeError: CUDA error: an illegal memory access was encountered"
@@ -212,7 +213,7 @@ def test_an_interrupted_sweep_can_still_be_tabulated(tiny_sweep, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(sweep, partial, ignore=shutil.ignore_patterns("table.*"))
     (partial / "3" / "report.json").unlink()  # job 3 (synthetic, seed 1) was killed mid-run
-    result = table.write_table(partial)
+    result = sweep_cli.write_table(partial)
     assert result.failures == 1
     rows = read_csv(partial / "table.csv")
     assert [(r["dataset"], r["status"], r["runs"]) for r in rows] == [
@@ -222,8 +223,8 @@ def test_an_interrupted_sweep_can_still_be_tabulated(tiny_sweep, tmp_path):
 
 
 def test_table_command_names_a_folder_without_jobs(tmp_path):
-    assert table.main([str(tmp_path)]) == 2
-    assert table.main([str(tmp_path / "missing")]) == 2
+    assert sweep_cli.main([str(tmp_path)]) == 2
+    assert sweep_cli.main([str(tmp_path / "missing")]) == 2
 
 
 def test_a_failing_job_is_a_failed_row_and_vade_run_exits_1(tmp_path):

@@ -28,6 +28,8 @@ GMM_INIT_PT = "gmm_init.pt"
 GMM_INIT_JSON = "gmm_init.json"
 METRICS = "metrics.jsonl"
 REPORT = "report.json"
+REPORT_MD = "report.md"
+FIGURES_DIR = "figures"
 
 
 _UMASK = os.umask(0)

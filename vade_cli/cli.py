@@ -139,10 +139,10 @@ def main() -> None:
         fail(one_line(exc))
     except OSError as exc:
         fail(_message(exc))
-    from vade_cli import table
+    from vade_cli import sweep
 
-    if table.LAST_SWEEP_FAILURES:
-        fail(f"{table.LAST_SWEEP_FAILURES} sweep job(s) failed; see the failed rows in table.md", 1)
+    if sweep.LAST_SWEEP_FAILURES:
+        fail(f"{sweep.LAST_SWEEP_FAILURES} sweep job(s) failed; see the failed rows in table.md", 1)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Pictures of a finished run: figures/*.png and a report.md that reads on its own.
+"""Pictures of a finished run: figures/*.png, then report.md (`report_md`) linking them.
 
 Every figure is drawn independently and written atomically; one that fails is named in a warning
 and in report.md, and the others (and report.json, already on disk) are untouched.
@@ -19,17 +19,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from omegaconf import DictConfig
 
-from vade_cli import checkpoint, metrics, report
-from vade_cli.text import decimal
+from vade_cli import checkpoint, metrics, report, report_md
 
 matplotlib.use("Agg")  # files only: no display, safe in sweeps and on headless machines
 import matplotlib.pyplot as plt
 
-FIGURES_DIR = "figures"
-REPORT_MD = "report.md"
 DPI = 110
 MAP_POINTS = 5000  # latent map subsample: PCA is instant, t-SNE is not
-SILHOUETTE_POINTS = 2000  # silhouette is O(n^2) in memory and time
 SAMPLES_SHOWN = 8  # decoded samples per cluster in figures/samples.png (and as many real members)
 MAX_GRID_COLUMNS = 32  # task=sample: wider grids are cut here (samples.npz keeps them all)
 MARKERS = "os^vDPX*<>"  # one per true class, up to ten
@@ -71,13 +67,6 @@ def matched_order(
     matching = {c: k for c, k in metrics.best_matching(y, pred).items() if table[c, k] > 0}
     order = sorted(range(n_clusters), key=lambda c: (matching.get(c, math.inf), c))
     return order, matching
-
-
-def subsample(n: int, limit: int, seed: int) -> np.ndarray:
-    """Sorted random indices, all of them when n <= limit: a fixed picture for a fixed seed."""
-    if n <= limit:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
 def mosaic(images: np.ndarray, gap: int = 1) -> np.ndarray:
@@ -274,7 +263,7 @@ def project_2d(
 def draw_latent(view: RunView, path: Path) -> Path | None:
     """Latent means coloured by cluster; the true class as marker shape when there are at most ten."""
     method = str(view.cfg.report.get("latent_map", "pca") or "pca").lower()
-    idx = subsample(len(view.latent), MAP_POINTS, view.seed)
+    idx = metrics.subsample(len(view.latent), MAP_POINTS, view.seed)
     xy, centers = project_2d(view.latent[idx], method, view.seed, view.prior_mu)
     pred = view.pred[idx]
     colors = cluster_colors(view.n_clusters)
@@ -376,121 +365,6 @@ def draw_curves(view: RunView, path: Path) -> Path | None:
     return save_png(fig, path)
 
 
-# ----------------------------------------------------------------------------------------- report.md
-
-
-def silhouette(latent: np.ndarray, pred: np.ndarray, seed: int) -> float | None:
-    """Silhouette of the latent means under the predicted clusters (None when undefined)."""
-    from sklearn.metrics import silhouette_score
-
-    idx = subsample(len(latent), SILHOUETTE_POINTS, seed)
-    if not 2 <= len(np.unique(pred[idx])) <= len(idx) - 1:
-        return None
-    return float(silhouette_score(latent[idx], pred[idx]))
-
-
-FIGURE_CAPTIONS = {
-    "samples.png": "Each row is one cluster: images decoded from z ~ N(mu_c, sigma2_c) on the left, the real "
-    "samples whose latent means lie nearest mu_c on the right.",
-    "confusion.png": "Clusters (rows, ordered by the class Hungarian matching assigns them) against true "
-    "classes; "
-    "numbers are counts, shading is each cluster's share.",
-    "latent.png": "The encoder's latent means in two dimensions, coloured by predicted cluster.",
-    "curves.png": "Training curves from metrics.jsonl: the terms of the negative ELBO per epoch; label-free "
-    "signs of movement (mean max q(c|x), share of points that changed cluster, smallest cluster's share); "
-    "and the scores when labels exist.",
-}
-
-
-def report_markdown(view: RunView, figures: list[Path], failed: dict[str, str]) -> str:
-    """The run's key numbers and figures, as Markdown that needs nothing else to be read."""
-    r = view.result
-    ds = r.get("dataset", {})
-    lines = [f"# VaDE on {ds.get('name', '?')} (K={r.get('n_clusters')}, seed {r.get('seed')})", ""]
-    lines += [
-        f"- data: {ds.get('n_samples')} samples x {ds.get('n_features')} features, "
-        f"{ds.get('likelihood')} likelihood"
-        + (f", images {ds['image_shape'][0]}x{ds['image_shape'][1]}" if ds.get("image_shape") else ""),
-        f"- device: {r.get('device')}; VaDE epochs: {r.get('epochs')}"
-        + ("; autoencoder reused from the cache" if r.get("pretrain_cache_hit") else ""),
-        f"- run folder: `{r.get('run_dir')}`",
-        "",
-    ]
-    lines += _scores_section(view) + _timing_section(r) + _figures_section(figures, failed)
-    return "\n".join(lines) + "\n"
-
-
-def _scores_section(view: RunView) -> list[str]:
-    r = view.result
-    out = ["## Scores", ""]
-    m = r.get("metrics", {})
-    if m.get("final"):
-        out += ["| stage | ACC | NMI | ARI |", "|---|---:|---:|---:|"]
-        for label, key in (("AE + prior init", "gmm_init"), ("VaDE", "final")):
-            s = m.get(key) or {}
-            out.append(f"| {label} | {decimal(s.get('acc'))} | {decimal(s.get('nmi'))} | {decimal(s.get('ari'))} |")
-        out.append("")
-    else:
-        out += [
-            (
-                "This dataset has no labels, so ACC, NMI and ARI cannot be computed (they need labels). "
-                "What can be said without them:"
-            ),
-            "",
-        ]
-    sil = silhouette(view.latent, view.pred, view.seed)
-    out += [
-        f"- final ELBO: {decimal(r.get('final_elbo'), 2)} (per sample)",
-        (
-            f"- silhouette of the latent means: {decimal(sil)} (on up to {SILHOUETTE_POINTS} points; -1..1, "
-            "higher is better separated)"
-            if sil is not None
-            else "- silhouette of the latent means: undefined (all points fall into one cluster)"
-        ),
-        "",
-    ]
-    sizes = r.get("cluster_sizes") or np.bincount(view.pred, minlength=view.n_clusters).tolist()
-    out += [
-        "| cluster | " + " | ".join(str(c) for c in range(len(sizes))) + " |",
-        "|---|" + "---:|" * len(sizes),
-        "| size | " + " | ".join(str(s) for s in sizes) + " |",
-        "| pi_c | " + " | ".join(f"{w:.3f}" for w in view.weights) + " |",
-        "",
-    ]
-    return out
-
-
-def _timing_section(r: dict[str, Any]) -> list[str]:
-    t = r.get("timings") or {}
-    return [
-        "## Time (seconds)",
-        "",
-        "| pretrain | GMM init | VaDE training | total |",
-        "|---:|---:|---:|---:|",
-        (
-            f"| {decimal(t.get('pretrain_s'), 1)} | {decimal(t.get('gmm_s'), 1)} | {decimal(t.get('train_s'), 1)} "
-            f"| {decimal(t.get('total_s'), 1)} |"
-        ),
-        "",
-    ]
-
-
-def _figures_section(figures: list[Path], failed: dict[str, str]) -> list[str]:
-    out = ["## Figures", ""]
-    for path in figures:
-        out += [
-            f"### {path.stem}",
-            "",
-            f"![{path.stem}]({FIGURES_DIR}/{path.name})",
-            "",
-            FIGURE_CAPTIONS.get(path.name, ""),
-            "",
-        ]
-    if failed:
-        out += ["Not drawn: " + "; ".join(f"{name} ({why})" for name, why in failed.items()), ""]
-    return out
-
-
 # ----------------------------------------------------------------------------------------- entry points
 
 DRAWERS: dict[str, Callable[[RunView, Path], Path | None]] = {
@@ -517,7 +391,7 @@ def write_all(
     failed: dict[str, str] = {}
     for name, draw in DRAWERS.items():
         try:
-            path = draw(view, run_dir / FIGURES_DIR / name)
+            path = draw(view, run_dir / checkpoint.FIGURES_DIR / name)
         except Exception as exc:  # noqa: BLE001  (one broken figure must not cost the others)
             failed[name] = f"{type(exc).__name__}: {exc}"
             report.console.print(
@@ -527,87 +401,4 @@ def write_all(
             continue
         if path is not None:
             written.append(path)
-    md_path = run_dir / REPORT_MD
-    checkpoint.atomic_write_text(md_path, report_markdown(view, written, failed))
-    return [*written, md_path]
-
-
-# Row fields that describe results, not the setting a row stands for.
-_RESULT_FIELDS = {"status", "runs", "seeds", "n_samples", "n_clusters", "error", "label", "paper_name"}
-_RESULT_SUFFIXES = ("_mean", "_std", "_min", "_max")
-
-
-def _row_fraction(row: dict[str, Any], *keys: str) -> float | None:
-    """The first of `keys` holding a finite number, as a fraction (published tables give percent)."""
-    for key in keys:
-        value = row.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value) / 100 if value > 1.5 else float(value)
-    return None
-
-
-def _row_label(row: dict[str, Any]) -> str:
-    """The dataset and whatever setting the sweep varied (e.g. train.lr=0.001), plus a failed status."""
-    if row.get("label"):
-        return str(row["label"])
-    setting = [
-        f"{k}={v}"
-        for k, v in row.items()
-        if k != "dataset"
-        and k not in _RESULT_FIELDS
-        and not k.endswith(_RESULT_SUFFIXES)
-        and not k.startswith(("paper_", "published_", "vade_", "gmm_"))
-        and v not in (None, "")
-    ]
-    label = " ".join([str(row.get("dataset") or "?"), *setting])
-    status = row.get("status")
-    return label + (f" ({status})" if status and status != "completed" else "")
-
-
-def table_figure(rows: list[dict[str, Any]], path: Path) -> Path:
-    """A sweep table as bars: VaDE ACC mean +- std per row, published numbers as red diamonds."""
-    rows = list(rows)
-    labels = [_row_label(r) for r in rows]
-    means = [_row_fraction(r, "vade_acc_mean", "acc_mean") for r in rows]
-    stds = [_row_fraction(r, "vade_acc_std", "acc_std") or 0.0 for r in rows]
-    gmm = [_row_fraction(r, "gmm_acc_mean") for r in rows]
-    published = [_row_fraction(r, "published_acc", "paper_vade_acc") for r in rows]
-    y = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.45 * max(len(rows), 1)))
-    has_gmm = any(v is not None for v in gmm)
-    height = 0.38 if has_gmm else 0.6
-    offset = height / 2 if has_gmm else 0.0
-    ax.barh(
-        y - offset,
-        [m or 0.0 for m in means],
-        height,
-        xerr=stds,
-        color="tab:blue",
-        capsize=3,
-        label="VaDE ACC (mean +- std)",
-    )
-    if has_gmm:
-        ax.barh(
-            y + offset, [g or 0.0 for g in gmm], height, color="tab:gray", alpha=0.6, label="AE + prior init"
-        )
-    for i, m in enumerate(means):
-        note = f"{m:.3f}" if m is not None else "no result"
-        ax.text((m or 0.0) + stds[i] + 0.01, i - offset, note, va="center", fontsize=8)
-    marked = [(i, p) for i, p in enumerate(published) if p is not None]
-    if marked:
-        ax.scatter(
-            [p for _, p in marked],
-            [i - offset for i, _ in marked],
-            marker="D",
-            color="tab:red",
-            zorder=3,
-            label="published",
-        )
-    ax.set_yticks(y)
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1.15)
-    ax.set_xlabel("clustering accuracy (ACC)")
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
-    return save_png(fig, Path(path))
+    return [*written, report_md.write(run_dir, view, written, failed)]

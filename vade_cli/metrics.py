@@ -1,4 +1,5 @@
-"""Clustering scores against reference labels: ACC (Hungarian matching), NMI, ARI, confusion.
+"""Clustering scores against reference labels: ACC (Hungarian matching), NMI, ARI, confusion; and
+the label-free silhouette of the latent means.
 
 Labels are used here and nowhere in training or model selection.
 """
@@ -42,3 +43,24 @@ def scores(y_true: np.ndarray | None, y_pred: np.ndarray) -> dict[str, float]:
         "nmi": float(normalized_mutual_info_score(y_true, y_pred)),
         "ari": float(adjusted_rand_score(y_true, y_pred)),
     }
+
+
+SILHOUETTE_POINTS = 2000  # silhouette is O(n^2) in memory and time
+
+
+def subsample(n: int, limit: int, seed: int) -> np.ndarray:
+    """Sorted random indices, all of them when n <= limit: a fixed picture for a fixed seed."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def silhouette(latent: np.ndarray, pred: np.ndarray, seed: int) -> float | None:
+    """Silhouette of the latent means under the predicted clusters, on up to SILHOUETTE_POINTS of
+    them (None when undefined)."""
+    from sklearn.metrics import silhouette_score
+
+    idx = subsample(len(latent), SILHOUETTE_POINTS, seed)
+    if not 2 <= len(np.unique(pred[idx])) <= len(idx) - 1:
+        return None
+    return float(silhouette_score(latent[idx], pred[idx]))

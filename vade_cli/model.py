@@ -102,32 +102,35 @@ def reconstruction_nll(x: Tensor, decoded: Tensor, likelihood: str, obs_variance
     return 0.5 * (sq / obs_variance + x.shape[-1] * (LOG_2PI + math.log(obs_variance)))
 
 
-def elbo_terms(prior: GaussianMixturePrior, mu: Tensor, logvar: Tensor, log_gamma: Tensor) -> dict[str, Tensor]:
+def elbo_terms(prior: GaussianMixturePrior, mu: Tensor, logvar: Tensor, log_resp: Tensor) -> dict[str, Tensor]:
     """The analytic (given q(c|x)) non-reconstruction parts of the negative ELBO, per sample [B].
+
+    `log_resp` [B,K] is log q(c|x), the responsibilities: p(c|z) from `log_responsibilities`, or
+    the anchored partition from `anchored_log_responsibilities`.
 
     kl_z = E_q(c|x)[ KL(q(z|x) || p(z|c)) ]   = -E_q[log p(z|c)] - H[q(z|x)]
     kl_c = KL(q(c|x) || p(c))                 = -E_q[log p(c)]   - H[q(c|x)]
     """
-    gamma = log_gamma.exp()  # [B,K]
+    resp = log_resp.exp()  # [B,K]
     log_var_c = prior.clamped_log_var()  # [K,J]
     var_ratio = torch.exp(logvar.unsqueeze(1) - log_var_c)  # sigma2~ / sigma2_c, [B,K,J]
     mean_term = (mu.unsqueeze(1) - prior.mu).pow(2) * torch.exp(-log_var_c)  # [B,K,J]
     neg_log_pz_c = 0.5 * (LOG_2PI + log_var_c + var_ratio + mean_term).sum(-1)  # -E_q(z)[log p(z|c)], [B,K]
     entropy_z = 0.5 * (1.0 + LOG_2PI + logvar).sum(-1)  # [B]
-    kl_z = (gamma * neg_log_pz_c).sum(-1) - entropy_z
-    kl_c = (gamma * (log_gamma - prior.log_pi())).sum(-1)
+    kl_z = (resp * neg_log_pz_c).sum(-1) - entropy_z
+    kl_c = (resp * (log_resp - prior.log_pi())).sum(-1)
     return {"kl_z": kl_z, "kl_c": kl_c}
 
 
 ANCHOR_SMOOTHING = 1e-3  # the anchored q(c|x) keeps this mass off the anchor cluster: finite logs, no 0*log 0
 
 
-def anchored_log_gamma(anchor: Tensor, n_clusters: int) -> Tensor:
+def anchored_log_responsibilities(anchor: Tensor, n_clusters: int) -> Tensor:
     """log q(c|x) held at a given partition: [B] cluster indices -> [B,K], near one-hot."""
     off = ANCHOR_SMOOTHING / (n_clusters - 1)
-    gamma = torch.full((len(anchor), n_clusters), off, device=anchor.device)
-    gamma.scatter_(1, anchor.unsqueeze(1), 1.0 - ANCHOR_SMOOTHING)
-    return gamma.log()
+    resp = torch.full((len(anchor), n_clusters), off, device=anchor.device)
+    resp.scatter_(1, anchor.unsqueeze(1), 1.0 - ANCHOR_SMOOTHING)
+    return resp.log()
 
 
 class VaDE(nn.Module):
@@ -179,8 +182,8 @@ class VaDE(nn.Module):
         mu, logvar = (t.float() for t in self.encoder(x))  # float32 even under bf16 autocast
         z = mu + torch.exp(0.5 * logvar) * eps
         recon = reconstruction_nll(x, self.decoder(z).float(), self.likelihood, self.obs_variance)
-        log_gamma = self.prior.log_responsibilities(z) if anchor is None else anchored_log_gamma(anchor, self.prior.n_clusters)
-        kl = elbo_terms(self.prior, mu, logvar, log_gamma)
+        log_resp = self.prior.log_responsibilities(z) if anchor is None else anchored_log_responsibilities(anchor, self.prior.n_clusters)
+        kl = elbo_terms(self.prior, mu, logvar, log_resp)
         terms = {"recon": recon.mean(), "kl_z": kl["kl_z"].mean(), "kl_c": kl["kl_c"].mean()}
         terms["loss"] = terms["recon"] + terms["kl_z"] + terms["kl_c"]
         with torch.no_grad():  # label-free diagnostics at z = mu: the epoch's clusters and their confidence

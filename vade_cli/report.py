@@ -77,6 +77,25 @@ def progress_bars(enabled: bool = True) -> Iterator[Progress | None]:
         yield progress
 
 
+def timing_text(report: dict[str, Any]) -> str:
+    """Where the time went, saying which session each number counts when the run was resumed.
+
+    A resumed run's report times its own session (`total_s`, and `train_s` or `pretrain_s` for the
+    rest of the phase it resumed in); the phases an earlier session finished keep that session's times.
+    """
+    t = report["timings"]
+    cache = " (cached autoencoder)" if report.get("pretrain_cache_hit") else ""
+    pretrain, gmm, train = (f"{t[k]:.1f}s" for k in ("pretrain_s", "gmm_s", "train_s"))
+    device = report["device"]
+    if t.get("resumed_in") == "train":
+        return (f"wall time {t['total_s']:.1f}s this session, resumed during VaDE training: train {train} "
+                f"(the epochs left) on {device}; pretrain {pretrain}{cache} and GMM {gmm} ran in an earlier session")
+    if t.get("resumed_in") == "pretrain":
+        return (f"wall time {t['total_s']:.1f}s this session, resumed during pretraining: pretrain {pretrain} "
+                f"(the epochs left), GMM {gmm}, train {train} on {device}")
+    return f"wall time {t['total_s']:.1f}s: pretrain {pretrain}{cache}, GMM {gmm}, train {train} on {device}"
+
+
 def print_summary(report: dict[str, Any]) -> None:
     """One table: the prior init against final VaDE, and where the time went."""
     table = Table(title=f"VaDE on {report['dataset']['name']} (K={report['n_clusters']}, seed {report['seed']})")
@@ -87,12 +106,7 @@ def print_summary(report: dict[str, Any]) -> None:
         m = report["metrics"].get(key, {})
         table.add_row(label, *(decimal(m.get(metric)) for metric in ("acc", "nmi", "ari")))
     console.print(table)
-    t = report["timings"]
-    cache = " (cached autoencoder)" if report.get("pretrain_cache_hit") else ""
-    console.print(
-        f"wall time {t['total_s']:.1f}s: pretrain {t['pretrain_s']:.1f}s{cache}, GMM {t['gmm_s']:.1f}s, "
-        f"train {t['train_s']:.1f}s on {report['device']}"
-    )
+    console.print(timing_text(report))
     if not report["metrics"].get("final"):
         console.print("no labels: ACC/NMI/ARI need labels; see the ELBO in metrics.jsonl")
     console.print(f"run folder: {report['run_dir']}")

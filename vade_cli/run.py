@@ -124,6 +124,8 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
             "gmm_s": float(snapshot["seconds"]),
             "train_s": train_seconds,
             "total_s": time.perf_counter() - t_start,
+            # The phase this session resumed in (None: it ran them all); each time counts the session that ran it.
+            "resumed_in": "train" if train_resume is not None else "pretrain" if pretrain_resume is not None else None,
         },
         "versions": report.package_versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),

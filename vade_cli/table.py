@@ -1,15 +1,14 @@
 """Sweep tables: every job's report.json -> one row per dataset and swept setting -> table.md, table.csv.
 
-Runs as a Hydra callback when a multirun ends, and on any folder afterwards (`python -m
-vade_cli.table DIR`, `make table DIR=...`), so an interrupted sweep can still be tabulated. The
-aggregation in the middle is pure (job dicts in, row dicts out) so it can be tested without runs.
+Reading a sweep folder, the aggregation (pure: job dicts in, row dicts out, so it can be tested
+without runs) and the Markdown/CSV rendering. `vade_cli.sweep` calls it when a multirun ends and
+from `python -m vade_cli.table DIR` (`make table DIR=...`), so an interrupted sweep can still be
+tabulated.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import importlib
 import io
 import json
 import math
@@ -22,19 +21,14 @@ from typing import Any
 
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from scipy.stats import spearmanr
 
 from vade_cli import checkpoint
 from vade_cli.errors import UserError
 from vade_cli.text import decimal, one_line
-
-# Failed jobs in the multirun that just ended; `vade-run` reads it to exit 1 after the sweep.
-LAST_SWEEP_FAILURES = 0
 
 # Seeds are what rows average over; the dataset has a column of its own.
 NOT_GROUPED = ("seed", "dataset")
@@ -371,123 +365,14 @@ def build(sweep_dir: Path) -> SweepTable:
 
 
 def write(table: SweepTable, stem: str = "table") -> list[Path]:
-    """table.md and table.csv (atomically), then the optional figure, which may never fail the table."""
+    """table.md and table.csv in the sweep folder, atomically."""
     md, csv_path = table.sweep_dir / f"{stem}.md", table.sweep_dir / f"{stem}.csv"
     checkpoint.atomic_write_text(md, table.markdown)
     checkpoint.atomic_write_text(csv_path, to_csv(table.rows, table.keys))
-    written = [md, csv_path]
-    figure = draw_figure(table.rows, table.sweep_dir / f"{stem}.png")
-    return written + ([figure] if figure else [])
+    return [md, csv_path]
 
 
-def draw_figure(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
-    """vade_cli.figures.table_figure(rows, path) when that module provides it; best effort."""
-    try:
-        draw = getattr(importlib.import_module("vade_cli.figures"), "table_figure", None)
-        if draw is None:
-            return None
-        draw(list(rows), path)
-    except Exception as exc:  # matplotlib, fonts, a figure bug: the table is already safe
-        _console().print(f"[yellow]warning:[/] {path.name} skipped: {type(exc).__name__}: {one_line(exc, **CELL)}")
-        return None
-    return path if path.is_file() else None
+if __name__ == "__main__":  # `python -m vade_cli.table DIR`, the command `make table` runs
+    from vade_cli.sweep import main
 
-
-def write_table(sweep_dir: Path) -> SweepTable:
-    table = build(sweep_dir)
-    write(table)
-    return table
-
-
-def _console():
-    from vade_cli.report import console
-
-    return console
-
-
-# ---------------------------------------------------------------- Hydra callback
-
-
-def _record_crash(config: DictConfig, job_return: JobReturn) -> None:
-    """An exception the CLI did not turn into a report still leaves a failed report.json to tabulate."""
-    if job_return.status != JobStatus.FAILED:
-        return
-    run_dir = Path(str(config.hydra.runtime.output_dir))
-    if (run_dir / checkpoint.REPORT).is_file():
-        return
-    try:
-        _ = job_return.return_value  # Hydra re-raises the job's exception here
-        return
-    except Exception as exc:  # whatever the job raised is what the table should name
-        error = one_line(f"{type(exc).__name__}: {exc}", **CELL)
-    task = OmegaConf.to_container(job_return.cfg, resolve=False) if job_return.cfg is not None else {}
-    checkpoint.atomic_write_json(
-        run_dir / checkpoint.REPORT,
-        {"status": "failed", "error": error, "run_dir": str(run_dir), "config": task},
-    )
-
-
-class SweepTableCallback(Callback):
-    """Tabulates the sweep folder once every job has ended; counts failures for `vade-run`'s exit code."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global LAST_SWEEP_FAILURES
-        LAST_SWEEP_FAILURES = 0
-
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        try:
-            _record_crash(config, job_return)
-        except Exception as exc:  # the job's own error is the one to report, not ours
-            _console().print(f"[yellow]warning:[/] failed job not recorded: {type(exc).__name__}: {exc}")
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global LAST_SWEEP_FAILURES
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        console = _console()
-        try:
-            table = build(sweep_dir)
-            LAST_SWEEP_FAILURES = table.failures
-            paths = write(table)
-        except Exception as exc:  # a table bug must not hide that the jobs finished
-            console.print(
-                f"[yellow]warning:[/] sweep table not written: {type(exc).__name__}: {one_line(exc, **CELL)}"
-            )
-            return
-        console.print(to_markdown(table.rows, table.keys), markup=False, highlight=False, soft_wrap=True)
-        console.print(f"sweep table: {', '.join(str(p) for p in paths)}", highlight=False, soft_wrap=True)
-
-
-# ---------------------------------------------------------------- python -m vade_cli.table DIR
-
-
-def latest_sweep(root: Path = Path("multirun")) -> Path | None:
-    """The newest folder holding a multirun.yaml under `root`, for `make table` without DIR."""
-    found = sorted(root.glob("**/multirun.yaml"), key=lambda p: p.stat().st_mtime)
-    return found[-1].parent if found else None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m vade_cli.table",
-        description="Tabulate a finished or interrupted sweep folder into table.md and table.csv.",
-    )
-    parser.add_argument(
-        "dir", nargs="?", type=Path, help="sweep folder (default: the newest under ./multirun)"
-    )
-    args = parser.parse_args(argv)
-    sweep_dir = args.dir or latest_sweep()
-    if sweep_dir is None:
-        print("error: no sweep folder given and none under ./multirun; pass DIR", file=sys.stderr)
-        return 2
-    try:
-        table = write_table(sweep_dir)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(table.markdown, end="")
-    print(f"wrote {sweep_dir / 'table.md'} and {sweep_dir / 'table.csv'}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -3,9 +3,10 @@
 One loop, so both phases get the same guarantees: minibatches are index slices of a per-epoch
 permutation of one on-device tensor; loss terms are summed on the device and read once per epoch;
 a checkpoint (model, optimiser, scheduler, RNG, position inside the epoch) is written atomically at
-epoch ends once a wall-clock interval has passed, at the end of the phase, and when SIGINT/SIGTERM
-arrives (a checkpoint is 30 MB: writing one every epoch cost 15-20% of a small run), so a resumed run repeats the uninterrupted one exactly;
-NaN/inf stops the run at the step it appears, before a bad checkpoint can be written.
+the first epoch end after a wall-clock interval, at the end of the phase, and when SIGINT/SIGTERM
+arrives (a checkpoint is 30 MB: one every epoch cost 15-20% of a small run), so a resumed run
+repeats the uninterrupted one exactly; NaN/inf stops the run at the step it appears, before a bad
+checkpoint can be written.
 """
 
 from __future__ import annotations
@@ -80,6 +81,42 @@ class Phase:
     initial_assignments: Tensor | None = None  # clusters before the first step, for the "changed" share
 
 
+@dataclass
+class LoopState:
+    """Where the loop stands: all of it goes into a checkpoint, and a resumed loop continues from it.
+
+    Between epochs `perm`, `sums` and `assignments` are None and `step` is 0; inside one they hold
+    the epoch's batch order, the loss-term sums and the clusters of the steps taken so far.
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
+    epoch: int = 0  # epochs finished
+    step: int = 0  # next step inside the epoch
+    perm: Tensor | None = None  # this epoch's sample order
+    sums: Tensor | None = None  # this epoch's loss terms, summed over its finished steps
+    assignments: Tensor | None = None  # [N] this epoch's clusters so far
+    previous: Tensor | None = None  # [N] the last finished epoch's clusters, for the "changed" share
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any], device: torch.device, previous: Tensor | None) -> LoopState:
+        """The state `checkpoint_fields` saved, on `device`; `previous` where the checkpoint has none."""
+        state = cls(history=list(saved["history"]), epoch=saved["epoch"], step=saved["step"], previous=previous)
+        if saved.get("previous") is not None:
+            state.previous = saved["previous"].to(device)
+        if saved.get("perm") is not None:
+            state.perm = saved["perm"].to(device)
+            state.sums, state.assignments = (
+                saved[k].to(device) if saved.get(k) is not None else None for k in ("sums", "assignments"))
+        return state
+
+    def checkpoint_fields(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "perm": self.perm, "sums": self.sums,
+                "assignments": self.assignments, "previous": self.previous, "history": self.history}
+
+    def next_epoch(self) -> None:
+        self.epoch, self.step, self.perm, self.sums, self.assignments = self.epoch + 1, 0, None, None, None
+
+
 def step_lr_factor(decay: float, every: int, floor: float, warmup: int = 0) -> Callable[[int], float]:
     """lr multiplier: decay^(epoch // every), never below `floor`, ramped linearly over `warmup` epochs."""
     return lambda epoch: min(1.0, (epoch + 1) / (warmup + 1)) * max(decay ** (epoch // every), floor)
@@ -97,78 +134,73 @@ def run_phase(
     n_steps = math.ceil(n / bs)
     sync_each_step = device.type == "cpu"  # a CPU read is free; on a GPU it would stall the queue
 
-    history: list[dict[str, Any]] = []
-    epoch, start_step, perm, sums, assignments = 0, 0, None, None, None
-    previous = phase.initial_assignments
+    state = LoopState(previous=phase.initial_assignments)
     if resume is not None:
         phase.module.load_state_dict(resume["model"])
         phase.optimizer.load_state_dict(resume["optimizer"])
         phase.scheduler.load_state_dict(resume["scheduler"])
         restore_generator(phase.generator, resume, resume["epoch"], resume["step"])
-        history = list(resume["history"])
-        epoch, start_step = resume["epoch"], resume["step"]
-        if resume.get("previous") is not None:
-            previous = resume["previous"].to(device)
-        if resume.get("perm") is not None:
-            perm = resume["perm"].to(device)
-            sums, assignments = (resume[k].to(device) if resume[k] is not None else None for k in ("sums", "assignments"))
+        state = LoopState.from_checkpoint(resume, device, phase.initial_assignments)
 
     task = None
     if progress is not None:
-        task = progress.add_task(phase.name, total=phase.epochs * n_steps, completed=epoch * n_steps + start_step)
+        task = progress.add_task(phase.name, total=phase.epochs * n_steps, completed=state.epoch * n_steps + state.step)
 
     keys: list[str] | None = None
     last_save = time.monotonic()
-    while epoch < phase.epochs:
-        if perm is None:
-            perm = torch.randperm(n, generator=phase.generator, device=device)
-            start_step, sums, assignments = 0, None, None
+    while state.epoch < phase.epochs:
+        if state.perm is None:
+            state.perm = torch.randperm(n, generator=phase.generator, device=device)
+            state.step, state.sums, state.assignments = 0, None, None
         first_bad = torch.full((), -1, dtype=torch.long, device=device)
-        for s in range(start_step, n_steps):
+        for s in range(state.step, n_steps):
+            state.step = s
             if stop.signum is not None:
-                _save(phase, history, epoch, s, perm, sums, assignments, previous)
-                raise Interrupted(_interrupt_message(phase, stop.signum, epoch, s, n_steps))
-            idx = perm[s * bs : (s + 1) * bs]
+                _save(phase, state)
+                raise Interrupted(_interrupt_message(phase, stop.signum, state.epoch, s, n_steps))
+            idx = state.perm[s * bs : (s + 1) * bs]
             terms, batch_assign = phase.step(idx)
             loss = terms["loss"]
             if sync_each_step and not torch.isfinite(loss):
-                raise TrainingDiverged(_diverged_message(phase, epoch, s))
+                raise TrainingDiverged(_diverged_message(phase, state.epoch, s))
             phase.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             phase.optimizer.step()
             if keys is None:
                 keys = list(terms)
             stacked = torch.stack([terms[k].detach().float() for k in keys]) * len(idx)
-            sums = stacked if sums is None else sums + stacked
+            state.sums = stacked if state.sums is None else state.sums + stacked
             if not sync_each_step:
                 first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), s, first_bad)
             if batch_assign is not None:
-                if assignments is None:
-                    assignments = torch.zeros(n, dtype=torch.long, device=device)
-                assignments[idx] = batch_assign
+                if state.assignments is None:
+                    state.assignments = torch.zeros(n, dtype=torch.long, device=device)
+                state.assignments[idx] = batch_assign
             if task is not None:
                 progress.advance(task)
         bad_step = int(first_bad)  # one sync per epoch
         if bad_step >= 0 or not _parameters_finite(phase.module):
-            raise TrainingDiverged(_diverged_message(phase, epoch, bad_step if bad_step >= 0 else None))
-        record: dict[str, Any] = {"epoch": epoch + 1, "lr": phase.optimizer.param_groups[0]["lr"]}
-        record.update({k: v / n for k, v in zip(keys or [], sums.tolist())})
+            raise TrainingDiverged(_diverged_message(phase, state.epoch, bad_step if bad_step >= 0 else None))
+        record: dict[str, Any] = {"epoch": state.epoch + 1, "lr": phase.optimizer.param_groups[0]["lr"]}
+        record.update({k: v / n for k, v in zip(keys or [], state.sums.tolist())})
+        assignments = state.assignments
         if assignments is not None:
-            record.update(movement(assignments, previous, phase.n_clusters))
-            previous = assignments
+            record.update(movement(assignments, state.previous, phase.n_clusters))
+            state.previous = assignments
         phase.scheduler.step()
-        history.append(record)
+        state.history.append(record)
         if phase.on_epoch_end is not None:
-            phase.on_epoch_end(history, assignments)
-        epoch, perm, sums, assignments = epoch + 1, None, None, None
+            phase.on_epoch_end(state.history, assignments)
+        state.next_epoch()
+        epoch = state.epoch
         if task is not None:
             progress.update(task, description=f"{phase.name} {epoch}/{phase.epochs} loss {record['loss']:.2f}")
         every = phase.checkpoint_every
         due = time.monotonic() - last_save >= phase.checkpoint_every_s or (every is not None and epoch % every == 0)
         if due or epoch == phase.epochs:
-            _save(phase, history, epoch, 0, None, None, None, previous)
+            _save(phase, state)
             last_save = time.monotonic()
-    return history
+    return state.history
 
 
 def restore_generator(generator: torch.Generator, resume: dict[str, Any], epoch: int, step: int) -> None:
@@ -205,7 +237,7 @@ def movement(assignments: Tensor, previous: Tensor | None, n_clusters: int) -> d
     return out
 
 
-def _save(phase: Phase, history, epoch, step, perm, sums, assignments, previous=None) -> None:
+def _save(phase: Phase, state: LoopState) -> None:
     checkpoint.save(
         phase.checkpoint_path,
         {
@@ -215,13 +247,7 @@ def _save(phase: Phase, history, epoch, step, perm, sums, assignments, previous=
             "scheduler": phase.scheduler.state_dict(),
             "generator": phase.generator.get_state(),
             "generator_device": phase.generator.device.type,
-            "epoch": epoch,
-            "step": step,
-            "perm": perm,
-            "sums": sums,
-            "assignments": assignments,
-            "previous": previous,
-            "history": history,
+            **state.checkpoint_fields(),
             **phase.extra,
         },
     )
@@ -277,7 +303,7 @@ def fit(
     device_cfg: Any = None,
     anchor: Tensor | None = None,
 ) -> list[dict[str, Any]]:
-    """Train VaDE on the negative ELBO from its GMM-initialised state; return the per-epoch history.
+    """Train VaDE on the negative ELBO from its initialised prior; return the per-epoch history.
 
     `anchor` [N]: the initialisation's partition, which holds q(c|x) for the first `cfg.anchor_epochs`.
     """
