@@ -89,11 +89,11 @@ def timing_text(report: dict[str, Any]) -> str:
     device = report["device"]
     if t.get("resumed_in") == "train":
         return (f"wall time {t['total_s']:.1f}s this session, resumed during VaDE training: train {train} "
-                f"(the epochs left) on {device}; pretrain {pretrain}{cache} and GMM {gmm} ran in an earlier session")
+                f"(the epochs left) on {device}; pretrain {pretrain}{cache} and prior init {gmm} ran in an earlier session")
     if t.get("resumed_in") == "pretrain":
         return (f"wall time {t['total_s']:.1f}s this session, resumed during pretraining: pretrain {pretrain} "
-                f"(the epochs left), GMM {gmm}, train {train} on {device}")
-    return f"wall time {t['total_s']:.1f}s: pretrain {pretrain}{cache}, GMM {gmm}, train {train} on {device}"
+                f"(the epochs left), prior init {gmm}, train {train} on {device}")
+    return f"wall time {t['total_s']:.1f}s: pretrain {pretrain}{cache}, prior init {gmm}, train {train} on {device}"
 
 
 def print_summary(report: dict[str, Any]) -> None:

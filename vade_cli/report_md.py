@@ -30,7 +30,7 @@ FIGURE_CAPTIONS = {
 
 # Under the time table of a resumed run: which session each number counts.
 RESUMED_NOTES = {
-    "train": "Resumed during VaDE training: pretrain and GMM init are an earlier session's; VaDE training "
+    "train": "Resumed during VaDE training: pretrain and prior init are an earlier session's; VaDE training "
     "and total count this session only.",
     "pretrain": "Resumed during pretraining: pretrain counts the epochs left after the resume, and total "
     "this session only.",
@@ -118,7 +118,7 @@ def _timing_section(r: dict[str, Any]) -> list[str]:
     return [
         "## Time (seconds)",
         "",
-        "| pretrain | GMM init | VaDE training | total |",
+        "| pretrain | prior init | VaDE training | total |",
         "|---:|---:|---:|---:|",
         (
             f"| {decimal(t.get('pretrain_s'), 1)} | {decimal(t.get('gmm_s'), 1)} | {decimal(t.get('train_s'), 1)} "
