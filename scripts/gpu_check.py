@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["dataset=digits", "model=small", "pretrain.epochs=2", "train.epochs=2", "device=cpu", "device.threads=1"]
+TINY = ["dataset=digits", "model=small", "pretrain=ae", "pretrain.init=gmm", "pretrain.epochs=2", "train.epochs=2", "device=cpu", "device.threads=1"]
 
 
 def vade(args: list[str]) -> list[str]:

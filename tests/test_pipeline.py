@@ -90,8 +90,8 @@ def test_same_seed_same_numbers(make_cfg, tmp_path):
 def test_installed_vade_run_from_another_folder(tmp_path):
     """The console script finds its packaged configs from any working directory."""
     proc = vade_run(
-        ["model=small", "pretrain.epochs=2", "train.epochs=2", "report.figures=false",
-         "model.hidden=[64,64,128]", "n_clusters=12", "device=cpu", f"hydra.run.dir={tmp_path}/run"],
+        ["model=small", "pretrain=ae", "pretrain.init=gmm", "pretrain.epochs=2", "train.epochs=2",
+         "report.figures=false", "model.hidden=[64,64,128]", "n_clusters=12", "device=cpu", f"hydra.run.dir={tmp_path}/run"],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -65,7 +65,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(make_cfg, tmp_path, monke
 
 def test_sigterm_subprocess_then_vade_run_resume(tmp_path):
     """The real command: SIGTERM mid-training prints how to resume; `resume=` finishes with the same numbers."""
-    args = ["device=cpu", "model=small", *SYNTH[:-2], "pretrain.epochs=2", "train.epochs=40", "report.figures=false"]
+    args = ["device=cpu", "model=small", "pretrain=ae", "pretrain.init=gmm", *SYNTH[:-2], "pretrain.epochs=2", "train.epochs=40", "report.figures=false"]
     ref = vade_run([*args, f"hydra.run.dir={tmp_path}/ref"], cwd=tmp_path)
     assert ref.returncode == 0, ref.stderr[-1500:]
 

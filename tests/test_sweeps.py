@@ -29,7 +29,7 @@ from vade_cli import sweep as sweep_cli
 from vade_cli.run import train_run
 
 # One epoch per phase on 200 samples: seconds per job, where process start-up dominates.
-TINY_CLI = ["model=small", "pretrain.epochs=1", "train.epochs=1", "report.figures=false", "device=cpu",
+TINY_CLI = ["model=small", "pretrain=ae", "pretrain.init=gmm", "pretrain.epochs=1", "train.epochs=1", "report.figures=false", "device=cpu",
             "device.threads=1", "dataset.limit=200"]  # fmt: skip
 METRIC_PATHS = {
     "gmm_acc": ("gmm_init", "acc"),

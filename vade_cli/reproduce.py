@@ -70,7 +70,7 @@ PAPER = Plan("experiment", ("mnist", "har", "reuters10k", "fashion_mnist", "usps
 QUICK = Plan(
     "dataset",
     ("digits", "synthetic"),
-    ("dataset.limit=300", "model=small", "pretrain.epochs=1", "train.epochs=1", "report.figures=false",
+    ("dataset.limit=300", "model=small", "pretrain=ae", "pretrain.init=gmm", "pretrain.epochs=1", "train.epochs=1", "report.figures=false",
      "device=cpu", "device.threads=1"),  # one thread: a tiny model gains nothing from more, and loses under load
 )  # fmt: skip
 
