@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from pathlib import Path
@@ -43,8 +44,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
-    """True where the CPU multiplies bf16 in hardware (AVX512_BF16 or AMX): there bf16 is ~2x float32."""
+    """True where the CPU multiplies bf16 in hardware (AVX512_BF16 or AMX): there bf16 is ~2x float32.
+
+    Cached: `autocast` asks on every training step, and the answer cannot change within a process.
+    """
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -34,6 +34,7 @@ AE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "loss", "weigh
 OPTIMIZERS = ("adam", "sgd")
 LOSSES = ("likelihood", "mse")
 WEIGHT_INITS = ("torch", "dec")
+REFIT_SCOPES = ("output", "decoder")
 
 
 @dataclass
@@ -183,7 +184,7 @@ def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfi
     """
     start = time.perf_counter()
     with autocast(device_cfg, x.device):
-        z_t = model.latent_means(x).float()
+        z_t = model.latent_means(x)
     z = z_t.double().cpu().numpy()
     init = prior_init.initialise(z, model.prior.n_clusters, cfg, seed)
     dev = model.prior.mu.device

@@ -56,6 +56,12 @@ def positive_number(name: str, value: Any) -> float:
     return float(value)
 
 
+def non_negative_int(name: str, value: Any) -> int:
+    if not _is_int(value) or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
 def one_of(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
@@ -80,19 +86,20 @@ def check_config(cfg: DictConfig) -> None:
     positive_int("model.latent_dim", cfg.model.latent_dim)
     positive_number("model.obs_variance", cfg.model.obs_variance)
 
+    from vade_cli import pretrain, prior_init  # here, not at the top: argparse helpers above stay torch-free
+
     pre = cfg.pretrain
     positive_int("pretrain.epochs", pre.epochs)
     positive_int("pretrain.batch_size", pre.batch_size)
     positive_number("pretrain.lr", pre.lr)
-    one_of("pretrain.optimizer", pre.optimizer, ("adam", "sgd"))
-    one_of("pretrain.loss", pre.loss, ("likelihood", "mse"))
-    one_of("pretrain.weight_init", pre.weight_init, ("torch", "dec"))
-    one_of("pretrain.init", pre.init, ("gmm", "kmeans", "umap"))
-    one_of("pretrain.output_refit_scope", pre.output_refit_scope, ("output", "decoder"))
+    one_of("pretrain.optimizer", pre.optimizer, pretrain.OPTIMIZERS)
+    one_of("pretrain.loss", pre.loss, pretrain.LOSSES)
+    one_of("pretrain.weight_init", pre.weight_init, pretrain.WEIGHT_INITS)
+    one_of("pretrain.init", pre.init, prior_init.METHODS)
+    one_of("pretrain.output_refit_scope", pre.output_refit_scope, pretrain.REFIT_SCOPES)
     positive_int("pretrain.init_restarts", pre.init_restarts)
     positive_int("pretrain.umap_neighbors", pre.umap_neighbors)
-    if not _is_int(pre.output_refit_epochs) or pre.output_refit_epochs < 0:
-        raise ConfigError(f"pretrain.output_refit_epochs must be an integer >= 0, got {pre.output_refit_epochs!r}")
+    non_negative_int("pretrain.output_refit_epochs", pre.output_refit_epochs)
 
     train = cfg.train
     positive_int("train.epochs", train.epochs)
@@ -109,10 +116,8 @@ def check_config(cfg: DictConfig) -> None:
     if not _is_number(train.checkpoint_every_s) or train.checkpoint_every_s < 0:
         raise ConfigError(f"train.checkpoint_every_s must be a number >= 0, got {train.checkpoint_every_s!r}")
     positive_number("train.adam_eps", train.adam_eps)
-    if not _is_int(train.anchor_epochs) or train.anchor_epochs < 0:
-        raise ConfigError(f"train.anchor_epochs must be an integer >= 0, got {train.anchor_epochs!r}")
-    if not _is_int(train.warmup_epochs) or train.warmup_epochs < 0:
-        raise ConfigError(f"train.warmup_epochs must be an integer >= 0, got {train.warmup_epochs!r}")
+    non_negative_int("train.anchor_epochs", train.anchor_epochs)
+    non_negative_int("train.warmup_epochs", train.warmup_epochs)
     if cfg.device.threads is not None:
         positive_int("device.threads", cfg.device.threads)
 
