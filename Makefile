@@ -9,8 +9,8 @@ SEEDS ?= 0,1,2,3,4
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
 
-install:  ## install vade-cli with its dev extras (torch from pip's local files here)
-	$(PIP) install -e '.[dev]'
+install:  ## install vade-cli with its dev and tracker/tuning extras (torch from pip's local files here)
+	$(PIP) install -e '.[dev,all]'
 
 run: install  ## install, then cluster the embedded digits data with default settings
 	vade-run

@@ -25,7 +25,7 @@ from vade_cli.errors import CheckpointError, ConfigError, Interrupted, TrainingD
 from vade_cli.text import one_line
 
 # Overrides a resumed run may take: where and how it runs, not what it computes.
-RESUME_ALLOWED = ("resume", "device", "report", "hydra")
+RESUME_ALLOWED = ("resume", "device", "report", "logger", "hydra")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -53,15 +53,15 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
         key = override.lstrip("+~").split("=", 1)[0]
         if key.split(".", 1)[0].split("/", 1)[0] not in RESUME_ALLOWED:
             raise ConfigError(
-                f"resume continues a run exactly as configured; '{override}' would change it (only device and report "
-                "settings may change). Start a new run instead"
+                f"resume continues a run exactly as configured; '{override}' would change it (only device, report "
+                "or logger settings may change). Start a new run instead"
             )
     resumed = OmegaConf.load(saved)
     missing = [k for k in ("task", "dataset", "model", "pretrain", "train", "seed") if k not in resumed]
     if missing:
         raise CheckpointError(f"{saved} is not a vade-cli run config (missing {', '.join(missing)})")
-    for group in ("device", "report"):
-        resumed[group] = cfg[group]
+    for group in ("device", "report", "logger"):
+        resumed[group] = cfg.get(group, {})
     resumed.resume = str(run_dir)
     if not (run_dir / checkpoint.LAST).is_file() and not (run_dir / checkpoint.PRETRAIN).is_file():
         # Stopped before its first checkpoint (e.g. right after a pretraining-cache hit): every number of
@@ -78,7 +78,7 @@ def run_task(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.task == "train":
         result = train_run(cfg, run_dir)
         report.print_summary(result)
-        return result
+        return result["objective"]["value"]  # what a tuning sweeper (hydra/sweeper=optuna) maximises
     if cfg.task in ("predict", "sample"):
         from vade_cli import tasks
 
@@ -130,13 +130,21 @@ def _message(exc: BaseException) -> str:
     return one_line(exc)
 
 
+def composition_message(exc: Exception) -> str:
+    """Hydra's composition error in one line; a missing sweeper plugin names the extra that installs it."""
+    message = one_line(exc)
+    if "Could not find 'hydra/sweeper/optuna'" in message:
+        return "hydra/sweeper=optuna needs the optuna extra, which is not installed: pip install 'vade-cli[optuna]'"
+    return message
+
+
 def main() -> None:
     """Console entry point: run Hydra, turn its composition errors into one line, report sweep failures."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let Hydra's errors reach us instead of printing a trace
     try:
         hydra_app()
     except (HydraException, OmegaConfBaseException) as exc:
-        fail(one_line(exc))
+        fail(composition_message(exc))
     except OSError as exc:
         fail(_message(exc))
     from vade_cli import sweep

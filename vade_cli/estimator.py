@@ -2,8 +2,8 @@
 
 `fit(X)` composes the packaged Hydra config with overrides built from the constructor's arguments
 (what `vade-run` does with the command line), builds a `Dataset` from X instead of loading one, and
-runs the steps of `run.train_run`: `build_model`, `pretrain.pretrain_autoencoder`,
-`pretrain.fit_prior`, `train.fit`, `run.evaluate`. Checkpoints go to a temporary folder, or to
+runs the same `run.fit_model` as `vade-run` (autoencoder, prior init, VaDE), then `run.evaluate`.
+Checkpoints go to a temporary folder, or to
 `run_dir`. `save(path)` writes a run folder that `vade-run task=predict|sample checkpoint=<path>`
 reads, and `VaDEClustering.load(path)` reads any finished `vade-run` training folder.
 """
@@ -35,7 +35,7 @@ from vade_cli.data._common import as_features
 from vade_cli.device import autocast, configure, resolve_device, seed_everything
 from vade_cli.errors import UserError
 from vade_cli.model import VaDE
-from vade_cli.run import build_model, evaluate
+from vade_cli.run import build_model, evaluate, fit_model
 from vade_cli.text import one_line
 from vade_cli.validate import check_against_data, check_config, positive_int
 
@@ -334,29 +334,16 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
 
 def _train(cfg: DictConfig, dataset: data.Dataset, device: torch.device, run_dir: Path, verbose: bool,
            ) -> tuple[VaDE, dict[str, Any], np.ndarray, list[dict[str, Any]]]:
-    """`run.train_run`'s steps, on data already in memory, without its cache, logs and signal handlers.
+    """`run.fit_model` on data already in memory, without the cache, logs and signal handlers of `vade-run`.
 
     Ctrl-C stays a KeyboardInterrupt, as anywhere in Python; the checkpoints stay in `run_dir`.
     """
-    seed = int(cfg.seed)
-    seed_everything(seed)
+    seed_everything(int(cfg.seed))
     model = build_model(cfg, dataset).to(device)
     x = torch.as_tensor(dataset.x, device=device)
-    stop = train.StopRequest()  # never installed, so never set
     with report.progress_bars(verbose) as progress:
-        pre = pretrain.pretrain_autoencoder(
-            model, x, cfg.pretrain, seed, run_dir / checkpoint.PRETRAIN, None, stop, progress, None, cfg.device
-        )
-        snapshot = pretrain.fit_prior(model, x, None, cfg.pretrain, seed, cfg.device)
-        pretrain.save_snapshot(run_dir, snapshot)
-        init_labels, _ = evaluate(model, x, None, cfg.device)  # the initialised prior's own predictions
-        model.train()
-        history = train.fit(
-            model, x, cfg.train, seed, run_dir / checkpoint.LAST, stop, progress,
-            extra={"pretrain_summary": {"seconds": pre.seconds, "cache_hit": pre.cache_hit, "history": pre.history}},
-            device_cfg=cfg.device, anchor=snapshot["partition"].to(device),
-        )
-    return model, snapshot, init_labels, history
+        fitted = fit_model(cfg, model, x, None, run_dir, train.StopRequest(), progress)  # stop: never installed
+    return model, fitted.snapshot, fitted.snapshot["prediction"].numpy(), fitted.history
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

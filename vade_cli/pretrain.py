@@ -202,12 +202,17 @@ def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfi
         "metrics": metrics.scores(y, pred),
         "partition_metrics": metrics.scores(y, init.partition),
         "partition": torch.as_tensor(init.partition, dtype=torch.long),
+        "prediction": torch.as_tensor(pred, dtype=torch.long),  # the prior's own clusters: VaDE's start
         "seconds": time.perf_counter() - start,
     }
+
+
+# Snapshot entries with one number per sample.
+PER_SAMPLE = ("partition", "prediction")
 
 
 def save_snapshot(run_dir: Path, snapshot: dict[str, Any]) -> None:
     """gmm_init.pt (tensors, for reloading) and gmm_init.json (for reading), both atomically."""
     checkpoint.save(run_dir / checkpoint.GMM_INIT_PT, {"kind": "gmm_init", **snapshot})
-    readable = {k: v for k, v in snapshot.items() if k != "partition"}  # N numbers belong in the .pt only
+    readable = {k: v for k, v in snapshot.items() if k not in PER_SAMPLE}  # N numbers belong in the .pt only
     checkpoint.atomic_write_json(run_dir / checkpoint.GMM_INIT_JSON, readable)

@@ -7,6 +7,8 @@ where an interrupted run in the same folder stopped, from whichever checkpoint i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vade_cli import checkpoint, data, metrics, pretrain, report, train
+from vade_cli import checkpoint, data, metrics, objective, pretrain, report, trackers, train
 from vade_cli.device import autocast, bf16_enabled, configure, resolve_device, seed_everything
 from vade_cli.model import VaDE
 from vade_cli.validate import check_against_data, check_config
@@ -70,38 +72,77 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
                                  bf16_enabled(cfg.device, device))
         cache_path = Path(cfg.paths.cache_dir) / "pretrain" / f"{key}.pt"
 
+    resumed = train_resume is not None or pretrain_resume is not None
     stop = train.StopRequest()
-    with stop.installed(), report.progress_bars(progress_enabled) as progress:
-        if train_resume is None:
-            pre = pretrain.pretrain_autoencoder(
-                model, x, cfg.pretrain, seed, run_dir / checkpoint.PRETRAIN, cache_path, stop, progress,
-                pretrain_resume, cfg.device,
-                on_epoch_end=lambda history, _: report.write_metrics_log(
-                    run_dir, [{"phase": "pretrain", **r} for r in history]),
-            )
-            snapshot = pretrain.fit_prior(model, x, dataset.y, cfg.pretrain, seed, cfg.device)
-            pretrain.save_snapshot(run_dir, snapshot)
-            pretrain_summary = {"seconds": pre.seconds, "cache_hit": pre.cache_hit, "history": pre.history}
-        else:
-            snapshot = checkpoint.load(run_dir / checkpoint.GMM_INIT_PT, kind="gmm_init")
-            pretrain_summary = train_resume["pretrain_summary"]
+    with (stop.installed(), report.progress_bars(progress_enabled) as progress,
+          trackers.opened(cfg.get("logger"), run_dir, OmegaConf.to_container(cfg, resolve=True),
+                          already_sent=len(report.read_metrics_log(run_dir)) if resumed else 0) as tracked):
 
-        pretrain_log = [{"phase": "pretrain", **r} for r in pretrain_summary["history"]]
+        def record(rows: list[dict[str, Any]]) -> None:
+            report.write_metrics_log(run_dir, rows)  # the run folder first: a tracker can never cost it
+            tracked.log_rows(rows)
 
-        def on_epoch_end(history: list[dict[str, Any]], assignments: torch.Tensor | None) -> None:
-            if assignments is not None:
-                history[-1].update(metrics.scores(dataset.y, assignments.cpu().numpy()))
-            report.write_metrics_log(run_dir, pretrain_log + [{"phase": "train", **r} for r in history])
+        fitted = fit_model(cfg, model, x, dataset.y, run_dir, stop, progress, cache_path=cache_path,
+                           pretrain_resume=pretrain_resume, train_resume=train_resume, record=record)
+        resumed_in = "train" if train_resume is not None else "pretrain" if pretrain_resume is not None else None
+        result = finish(cfg, run_dir, model, dataset, x, fitted, t_start, resumed_in)
+        tracked.log_final(result)
+    return result
 
-        t_train = time.perf_counter()
-        model.train()
-        history = train.fit(
-            model, x, cfg.train, seed, run_dir / checkpoint.LAST, stop, progress, train_resume, on_epoch_end,
-            extra={"pretrain_summary": pretrain_summary}, device_cfg=cfg.device,
-            anchor=snapshot["partition"].to(device) if "partition" in snapshot else None,
+
+@dataclass
+class Fitted:
+    """What `fit_model` leaves besides the trained model: the prior's start, the logs, the times."""
+
+    snapshot: dict[str, Any]
+    pretrain_summary: dict[str, Any]
+    history: list[dict[str, Any]]
+    train_seconds: float
+
+
+def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | None, run_dir: Path,
+              stop: train.StopRequest, progress: Any, cache_path: Path | None = None,
+              pretrain_resume: dict[str, Any] | None = None, train_resume: dict[str, Any] | None = None,
+              record: Callable[[list[dict[str, Any]]], None] | None = None) -> Fitted:
+    """Autoencoder -> prior init -> VaDE into `model`, checkpoints in `run_dir`: the steps `vade-run` and
+    `VaDEClustering.fit` share. `y` only scores the epochs in the log; `record` gets the log's rows."""
+    record = record or (lambda rows: None)
+    seed = int(cfg.seed)
+    if train_resume is None:
+        pre = pretrain.pretrain_autoencoder(
+            model, x, cfg.pretrain, seed, run_dir / checkpoint.PRETRAIN, cache_path, stop, progress,
+            pretrain_resume, cfg.device,
+            on_epoch_end=lambda history, _: record([{"phase": "pretrain", **r} for r in history]),
         )
-        train_seconds = time.perf_counter() - t_train
+        snapshot = pretrain.fit_prior(model, x, y, cfg.pretrain, seed, cfg.device)
+        pretrain.save_snapshot(run_dir, snapshot)
+        pretrain_summary = {"seconds": pre.seconds, "cache_hit": pre.cache_hit, "history": pre.history}
+    else:
+        snapshot = checkpoint.load(run_dir / checkpoint.GMM_INIT_PT, kind="gmm_init")
+        pretrain_summary = train_resume["pretrain_summary"]
 
+    pretrain_log = [{"phase": "pretrain", **r} for r in pretrain_summary["history"]]
+
+    def on_epoch_end(history: list[dict[str, Any]], assignments: torch.Tensor | None) -> None:
+        if assignments is not None:
+            history[-1].update(metrics.scores(y, assignments.cpu().numpy()))
+        record(pretrain_log + [{"phase": "train", **r} for r in history])
+
+    t_train = time.perf_counter()
+    model.train()
+    history = train.fit(
+        model, x, cfg.train, seed, run_dir / checkpoint.LAST, stop, progress, train_resume, on_epoch_end,
+        extra={"pretrain_summary": pretrain_summary}, device_cfg=cfg.device,
+        anchor=snapshot["partition"].to(x.device) if "partition" in snapshot else None,
+    )
+    return Fitted(snapshot, pretrain_summary, history, time.perf_counter() - t_train)
+
+
+def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x: torch.Tensor, fitted: Fitted,
+           t_start: float, resumed_in: str | None) -> dict[str, Any]:
+    """Evaluate, write report.json (then the figures and report.md) and return the report."""
+    snapshot, pretrain_summary, history = fitted.snapshot, fitted.pretrain_summary, fitted.history
+    seed = int(cfg.seed)
     pred, final = evaluate(model, x, dataset.y, cfg.device)
     result = {
         "status": "completed",
@@ -111,7 +152,7 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
                     "image_shape": list(dataset.image_shape) if dataset.image_shape else None},
         "n_clusters": int(cfg.n_clusters),
         "seed": seed,
-        "device": str(device),
+        "device": str(x.device),
         "metrics": {"gmm_init": snapshot["metrics"], "final": final},
         "final_elbo": -history[-1]["loss"] if history else None,
         "init": {"method": snapshot.get("method", "gmm"), "log_likelihood": snapshot.get("log_likelihood"),
@@ -122,11 +163,12 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
         "timings": {
             "pretrain_s": float(pretrain_summary["seconds"]),
             "gmm_s": float(snapshot["seconds"]),
-            "train_s": train_seconds,
+            "train_s": fitted.train_seconds,
             "total_s": time.perf_counter() - t_start,
             # The phase this session resumed in (None: it ran them all); each time counts the session that ran it.
-            "resumed_in": "train" if train_resume is not None else "pretrain" if pretrain_resume is not None else None,
+            "resumed_in": resumed_in,
         },
+        "objective": objective.evaluate(str(cfg.objective), history, snapshot),
         "versions": report.package_versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from vade_cli import checkpoint
 from vade_cli.errors import UserError
 from vade_cli.report import console
-from vade_cli.table import CELL, SweepTable, build, to_markdown, write
+from vade_cli.table import CELL, SweepTable, build, selection_note, to_markdown, write
 from vade_cli.text import one_line
 
 # Failed jobs in the multirun that just ended; `vade-run` reads it to exit 1 after the sweep.
@@ -104,6 +104,9 @@ class SweepTableCallback(Callback):
             )
             return
         console.print(to_markdown(table.rows, table.keys), markup=False, highlight=False, soft_wrap=True)
+        note = selection_note(table.jobs, table.keys)
+        if note:
+            console.print(note, markup=False, highlight=False, soft_wrap=True)
         console.print(f"sweep table: {', '.join(str(p) for p in paths)}", highlight=False, soft_wrap=True)
 
 

@@ -30,8 +30,8 @@ from vade_cli import checkpoint
 from vade_cli.errors import UserError
 from vade_cli.text import decimal, one_line
 
-# Seeds are what rows average over; the dataset has a column of its own.
-NOT_GROUPED = ("seed", "dataset")
+# Seeds are what rows average over; the dataset has a column of its own; threads change speed, not results.
+NOT_GROUPED = ("seed", "dataset", "device.threads")
 COMPLETED = "completed"
 NO_REPORT = "no report.json: the job was interrupted, is still running, or crashed"
 # Errors go in one table cell: one line (`text.one_line(message, **CELL)`), bounded.
@@ -341,6 +341,32 @@ def caption(jobs: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
     )
 
 
+def selection_note(jobs: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> str:
+    """The job a label-free objective would pick beside the best-ACC job: what tuning without labels costs.
+
+    Empty below two scored jobs. The ACC side appears only when the jobs have labels to report.
+    """
+    scored = [j for j in jobs if j.get("status") == COMPLETED and _get(j, ("objective", "value")) is not None]
+    if len(scored) < 2:
+        return ""
+    name = scored[0]["objective"]["name"]
+    chosen = max(scored, key=lambda j: _get(j, ("objective", "value")))
+    text = f"Label-free choice (highest {name}): {_job_label(chosen, keys)}, {name} {decimal(_get(chosen, ('objective', 'value')), 4)}"
+    acc = METRICS["acc"]
+    with_acc = [j for j in scored if _get(j, acc) is not None]
+    if chosen in with_acc:
+        best = max(with_acc, key=lambda j: _get(j, acc))
+        text += (f", ACC {decimal(100 * _get(chosen, acc), 2)} %. Best ACC among these jobs (labels, "
+                 f"for reporting only): {_job_label(best, keys)}, ACC {decimal(100 * _get(best, acc), 2)} %.")
+    return text + "\n"
+
+
+def _job_label(job: dict[str, Any], keys: Sequence[str]) -> str:
+    """'job 3 (train.lr=0.001)': the folder and the settings that tell the jobs apart."""
+    overrides = " ".join(f"{k}={v}" for k, v in job.get("_overrides", {}).items() if k in keys or k == "seed")
+    return f"job {Path(str(job.get('run_dir', '?'))).name}" + (f" ({overrides})" if overrides else "")
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -361,6 +387,9 @@ def build(sweep_dir: Path) -> SweepTable:
     keys = grouping_keys(jobs, sweep_keys(sweep_dir))
     rows = aggregate(jobs, keys)
     markdown = f"# VaDE sweep {sweep_dir}\n\n{caption(jobs, keys)}\n\n{to_markdown(rows, keys)}"
+    note = selection_note(jobs, keys)
+    if note:
+        markdown += f"\n{note}"
     return SweepTable(sweep_dir, jobs, keys, rows, markdown, count_failures(jobs))
 
 

@@ -121,6 +121,11 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.device.threads is not None:
         positive_int("device.threads", cfg.device.threads)
 
+    from vade_cli import objective, trackers
+
+    one_of("objective", cfg.get("objective", "final_elbo"), tuple(objective.OBJECTIVES))
+    trackers.check(cfg.get("logger"))
+
 
 def check_against_data(cfg: DictConfig, n_samples: int) -> None:
     """Checks that need the dataset's size."""
