@@ -120,3 +120,27 @@ def test_unknown_logger_and_missing_extra_are_one_line_errors(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real_find_spec(name, *a))
     with pytest.raises(ConfigError, match=r"pip install 'vade-cli\[mlflow\]'"):
         trackers.check(OmegaConf.create({"mlflow": {}}))
+
+
+@needs_mlflow
+def test_resumed_run_continues_its_mlflow_run(make_cfg, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from tests.test_robustness import SYNTH, signal_self_on_call
+    from vade_cli.errors import Interrupted
+
+    cfg = make_cfg(*SYNTH, "logger=mlflow")
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        signal_self_on_call(patch, "negative_elbo", 5)
+        with pytest.raises(Interrupted):
+            train_run(cfg, run_dir, progress_enabled=False)
+    client = MlflowClient(tracking_uri=str(cfg.logger.mlflow.tracking_uri))
+    run_id = json.loads((run_dir / trackers.STATE_FILE).read_text())["mlflow_run_id"]
+    assert client.get_run(run_id).info.status == "KILLED"
+    train_run(cfg, run_dir, progress_enabled=False)
+    experiment = client.get_experiment_by_name(str(cfg.logger.mlflow.experiment_name))
+    assert [r.info.run_id for r in client.search_runs([experiment.experiment_id])] == [run_id]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    for tag, by_epoch in expected_scalars(run_dir).items():
+        assert {m.step: m.value for m in client.get_metric_history(run_id, tag)} == by_epoch, tag
