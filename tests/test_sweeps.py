@@ -116,6 +116,19 @@ def read_csv_text(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(text.splitlines()))
 
 
+def test_the_label_free_choice_is_named_beside_the_best_acc_job():
+    jobs = [fake_report("a", 0, acc, **{"train.lr": lr}) for acc, lr in ((0.9, "0.1"), (0.6, "0.2"), (0.7, "0.3"))]
+    for job, elbo, name in zip(jobs, (-80.0, -70.0, -75.0), "012"):
+        job |= {"objective": {"name": "final_elbo", "value": elbo}, "run_dir": f"sweep/{name}"}
+    note = table.selection_note(jobs, ["train.lr"])
+    assert note.startswith("Label-free choice (highest final_elbo): job 1 (seed=0 train.lr=0.2), final_elbo -70")
+    assert "ACC 60.00 %" in note and "Best ACC among these jobs (labels, for reporting only): job 0" in note
+    for job in jobs:  # no labels: the choice alone
+        job["metrics"]["final"]["acc"] = None
+    assert "ACC" not in table.selection_note(jobs, ["train.lr"])
+    assert table.selection_note(jobs[:1]) == ""  # nothing to choose between
+
+
 def test_seed_lists_are_compressed_into_spans():
     assert table.seeds_text([4, 0, 1, 2, 7, 8, 10]) == "0-2,4,7-8,10"
     assert table.seeds_text([None, 3]) == "3"
