@@ -48,3 +48,16 @@ def test_missing_optuna_plugin_names_the_extra():
     exc = MissingConfigException("In 'hydra/config': Could not find 'hydra/sweeper/optuna'")
     assert cli.composition_message(exc) == (
         "hydra/sweeper=optuna needs the optuna extra, which is not installed: pip install 'vade-cli[optuna]'")
+
+
+def test_a_run_saved_before_objective_existed_still_reports_one(make_cfg, tmp_path):
+    """Resuming a run folder from an older version: its saved config has no `objective` (nor `logger`)."""
+    from omegaconf import open_dict
+
+    from vade_cli.run import train_run
+
+    cfg = make_cfg()
+    with open_dict(cfg):
+        del cfg["objective"], cfg["logger"]
+    result = train_run(cfg, tmp_path / "run", progress_enabled=False)
+    assert result["objective"] == {"name": "final_elbo", "value": result["final_elbo"]}

@@ -168,7 +168,7 @@ def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x
             # The phase this session resumed in (None: it ran them all); each time counts the session that ran it.
             "resumed_in": resumed_in,
         },
-        "objective": objective.evaluate(str(cfg.objective), history, snapshot),
+        "objective": objective.evaluate(str(cfg.get("objective", "final_elbo")), history, snapshot),
         "versions": report.package_versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
