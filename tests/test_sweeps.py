@@ -51,6 +51,7 @@ def fake_report(dataset: str, seed: int, acc: float, k: int = 3, **overrides: st
         "dataset": {"name": dataset, "n_samples": 100},
         "n_clusters": k,
         "seed": seed,
+        "init": {"partition_metrics": {"acc": acc - 0.05}},
         "metrics": {"gmm_init": {"acc": acc - 0.1}, "final": {"acc": acc, "nmi": acc / 2, "ari": acc / 3}},
         "timings": {"total_s": 2.0 + seed},
         "_overrides": {"seed": str(seed), "dataset": dataset, **overrides},
@@ -89,8 +90,17 @@ def test_rows_group_by_dataset_and_swept_keys_and_average_over_seeds():
     assert row["gmm_acc_mean"] == pytest.approx(0.6)
     assert row["wall_s_mean"] == pytest.approx(3.0)
     md = table.to_markdown(rows, keys)
-    assert "| a | 0.1 | 100 | 3 | 3 | 0-2 | 60.00 ± 20.00 | 70.00 ± 20.00 | 50.00–90.00 |" in md
+    assert "| a | 0.1 | 100 | 3 | 3 | 0-2 | 65.00 ± 20.00 | 60.00 ± 20.00 | 70.00 ± 20.00 | 3/3 | 50.00–90.00 |" in md
     assert "status" not in md.splitlines()[0]  # no failure, no status column
+
+
+def test_the_table_counts_the_seeds_that_kept_their_initialisation():
+    jobs = [fake_report("a", s, 0.8) for s in range(3)]
+    jobs[1]["metrics"]["gmm_init"]["acc"] = 0.85  # this seed ended below its own start
+    (row,) = table.aggregate(jobs, [])
+    assert row["kept_init"] == "2/3"
+    assert row["partition_acc_mean"] == pytest.approx(0.75)
+    assert "| 2/3 |" in table.to_markdown([row])
 
 
 def test_a_failed_job_is_its_own_row_with_its_error_and_the_rest_stand():
