@@ -37,3 +37,24 @@ def test_constant_prediction_is_majority_fraction():
 
 def test_no_labels_no_scores():
     assert scores(None, np.array([0, 1])) == {}
+
+
+LABELINGS = {
+    "random, 10 x 10": (np.random.default_rng(0).integers(0, 10, 500), np.random.default_rng(1).integers(0, 10, 500)),
+    "more clusters than classes": (np.random.default_rng(2).integers(0, 3, 200), np.random.default_rng(3).integers(0, 7, 200)),
+    "ids with gaps": (np.array([0, 0, 5, 5, 9]), np.array([3, 3, 3, 8, 8])),
+    "one cluster": (np.array([0, 1, 1, 2]), np.zeros(4, dtype=int)),
+    "one class, one cluster": (np.zeros(5, dtype=int), np.full(5, 4)),
+    "all singletons": (np.arange(6), np.arange(6)[::-1].copy()),
+}
+
+
+@pytest.mark.parametrize("name", LABELINGS)
+def test_scores_equal_scikit_learns(name):
+    """scores() computes NMI and ARI from one contingency table; scikit-learn's scorers are the reference."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    y_true, y_pred = LABELINGS[name]
+    got = scores(y_true, y_pred)
+    assert got["nmi"] == pytest.approx(normalized_mutual_info_score(y_true, y_pred), abs=1e-12)
+    assert got["ari"] == pytest.approx(adjusted_rand_score(y_true, y_pred), abs=1e-12)

@@ -78,8 +78,10 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
           trackers.opened(cfg.get("logger"), run_dir, OmegaConf.to_container(cfg, resolve=True),
                           already_sent=len(report.read_metrics_log(run_dir)) if resumed else 0) as tracked):
 
+        metrics_log = report.MetricsLog(run_dir)
+
         def record(rows: list[dict[str, Any]]) -> None:
-            report.write_metrics_log(run_dir, rows)  # the run folder first: a tracker can never cost it
+            metrics_log.write(rows)  # the run folder first: a tracker can never cost it
             tracked.log_rows(rows)
 
         fitted = fit_model(cfg, model, x, dataset.y, run_dir, stop, progress, cache_path=cache_path,

@@ -182,17 +182,19 @@ def digits_run(settings: Settings, run_dir: Path) -> DigitsRun:
         model = run.build_model(cfg, dataset).to(device)
     bs = int(cfg.train.batch_size)
     steps_per_epoch = math.ceil(len(x) / bs)
-    # run.py rewrites metrics.jsonl whole every epoch, the pretraining epochs' records first
+    # run.py's metrics.jsonl holds the pretraining epochs' records first; each loop() starts it anew
     pretrain_log = [{"phase": "pretrain", "epoch": e + 1, "lr": 0.0, "loss": 0.0, "recon": 0.0}
                     for e in range(int(cfg.pretrain.epochs))]  # fmt: skip
     marks: list[tuple[float, float]] = []
     times: list[RunTimes] = []
 
+    metrics_log = report.MetricsLog(run_dir)
+
     def on_epoch_end(history: list[dict[str, Any]], assignments: Tensor | None) -> None:  # run.py's
         entry = time.perf_counter()
         if assignments is not None:
             history[-1].update(metrics.scores(dataset.y, assignments.cpu().numpy()))
-        report.write_metrics_log(run_dir, pretrain_log + [{"phase": "train", **r} for r in history])
+        metrics_log.write(pretrain_log + [{"phase": "train", **r} for r in history])
         marks.append((entry, time.perf_counter()))
 
     def loop(epochs: int, record: bool) -> None:
