@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from vade_cli import prior_init
@@ -53,6 +54,24 @@ def test_every_method_recovers_separated_blobs(method):
     assert init.means.shape == (3, 4) and np.all(init.variances > 0)
     again = prior_init.initialise(z, 3, init_cfg(init=method), seed=0)
     np.testing.assert_array_equal(init.partition, again.partition)
+
+
+def test_the_init_leaves_torchs_thread_count_as_it_was(monkeypatch):
+    """A library under a partitioner that changes the process's thread count must not change training's."""
+    kmeans = prior_init._PARTITIONERS["kmeans"]
+
+    def greedy(*args):
+        torch.set_num_threads(2)  # what a device.threads=1 run was left with after the UMAP init
+        return kmeans(*args)
+
+    monkeypatch.setitem(prior_init._PARTITIONERS, "kmeans", greedy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        prior_init.initialise(blobs()[0], 3, init_cfg(init="kmeans"), seed=0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_uniform_pi():

@@ -16,9 +16,12 @@ No method sees labels. Randomness comes from the run's seed only.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 from sklearn.cluster import KMeans
 from sklearn.mixture import GaussianMixture
@@ -73,6 +76,18 @@ def _kmeans(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=int(cfg.init_restarts), random_state=seed).fit_predict(z)
 
 
+@contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """A `device.threads=1` job once went on training with every core after the UMAP init (its
+    OpenMP thread count was 2 after it): two such jobs on 2 cores ran their VaDE epochs about three
+    times slower. Whatever a partitioner's libraries do to it, torch's count is put back."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _umap(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> np.ndarray:
     try:
         import umap  # umap-learn: numba-compiled, so imported only when asked for
@@ -97,7 +112,8 @@ def initialise(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> PriorInit:
     method = str(cfg.init)
     if method not in _PARTITIONERS:
         raise ConfigError(f"pretrain.init must be one of {', '.join(METHODS)}, got '{method}'")
-    partition = _PARTITIONERS[method](z, k, cfg, seed)
+    with _torch_threads_kept():
+        partition = _PARTITIONERS[method](z, k, cfg, seed)
     weights, means, variances = cluster_moments(z, partition, k)
     if cfg.get("uniform_pi", False):
         weights = np.full(k, 1.0 / k)
