@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from vade_cli.bench import cli, results
+from vade_cli.bench.timing import Contender
 from vade_cli.device import bf16_enabled
 
 ROOFLINES = {"roofline_fp32", "roofline_bf16"}
@@ -52,7 +53,10 @@ def test_every_figure_is_set_against_both_rooflines(result):
             roofline = by_key[(r["name"], f["batch_size"])]
             assert roofline["precision"] == precision
             assert r["samples_per_s"] == pytest.approx(roofline["samples_per_s"])
-            assert r["ratio"] == pytest.approx(f["samples_per_s"] / roofline["samples_per_s"])
+            assert r["ratio_of_medians"] == pytest.approx(f["samples_per_s"] / roofline["samples_per_s"])
+            # the headline pairs each repeat with the roofline's timing in the same repeat (same work size)
+            pairs = [rs / fs for fs, rs in zip(f["runs_s"], roofline["runs_s"], strict=True)]
+            assert r["ratio"] == pytest.approx(statistics.median(pairs))
     steps = {r["name"] for f in result["figures"] if f["name"] in STEP_FIGURES for r in f["rooflines"].values()}
     evals = {r["name"] for f in result["figures"] if f["name"] in EVAL_FIGURES for r in f["rooflines"].values()}
     assert steps == ROOFLINES and evals == EVAL_ROOFLINES
@@ -91,6 +95,11 @@ def test_digits_run_uses_the_default_config_and_its_checkpoint_policy(result):
     assert d["overhead_pct"] == pytest.approx(100 * (d["loop_s"] / d["bare_s"] - 1))
     assert d["overhead_pct_best"] == pytest.approx(100 * (min(d["loop_runs_s"]) / min(d["bare_runs_s"]) - 1))
     assert math.isfinite(d["projected_overhead_pct"]) and math.isfinite(d["projected_overhead_pct_best"])
+    # the headline pairs each timed fit with the bare steps of its own repeat
+    assert len(d["projected_overhead_pct_repeats"]) == result["settings"]["repeats"]
+    assert d["projected_overhead_pct"] == pytest.approx(statistics.median(d["projected_overhead_pct_repeats"]))
+    pairs = [100 * (lo / b - 1) for lo, b in zip(d["loop_runs_s"], d["bare_runs_s"], strict=True)]
+    assert d["overhead_pct_paired"] == pytest.approx(statistics.median(pairs))
     assert d["projected_timed_parts_pct"] > 0  # callbacks and a checkpoint cost something, always
 
 
@@ -146,6 +155,14 @@ def test_projection_pays_start_up_once_epochs_every_epoch_and_checkpoints_as_wri
     # a 0.5 s start-up and one 0.5 s checkpoint over 100 bare epochs of 0.1 s: 10%
     run = results.projected_run(0.5, 0.1, 0.5, 0.1, 100, None, 60.0)
     assert run["checkpoints"] == 1 and run["overhead_pct"] == pytest.approx(10.0)
+
+
+def test_paired_speedup_cancels_a_slow_stretch_that_hits_both_halves_of_a_repeat():
+    product = Contender("product", lambda: None, lambda: None, samples=100, seconds=[1.0, 4.0, 2.0])
+    roofline = Contender("roofline", lambda: None, lambda: None, samples=100, seconds=[1.5, 6.0, 9.0])
+    # every repeat but the last saw the product 1.5x faster; the medians (2.0 and 6.0) fall on different repeats
+    assert results.paired_speedup(product, roofline) == pytest.approx(1.5)
+    assert product.samples_per_s() / roofline.samples_per_s() == pytest.approx(3.0)
 
 
 def test_compile_is_refused_on_the_cpu(capsys):
