@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY, compose_config, vade_run
-from vade_cli import checkpoint
+from vade_cli import checkpoint, train
 from vade_cli.errors import CheckpointError, Interrupted, TrainingDiverged
 from vade_cli.model import VaDE
 from vade_cli.run import train_run
@@ -157,6 +157,15 @@ def test_nan_in_a_batch_stops_at_the_step_and_keeps_the_last_good_checkpoint(mak
     last = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt", kind="train")
     assert last["epoch"] == 2
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_single_non_finite_weight_is_found(bad):
+    model = VaDE(n_features=8, n_clusters=3, hidden=[16], latent_dim=2)
+    assert train._parameters_finite(model)
+    with torch.no_grad():
+        model.decoder.out.weight[5, 1] = bad  # one entry among many finite ones
+    assert not train._parameters_finite(model)
 
 
 def test_checkpoints_follow_the_clock_not_every_epoch(make_cfg, tmp_path, monkeypatch):
