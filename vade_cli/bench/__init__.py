@@ -21,7 +21,8 @@ bf16) and is applied to (a)-(e) exactly as a run applies it (`vade_cli.device.au
 sets `device.compile` (CUDA only) for the VaDE steps, the real loop and the rooflines, as `train.fit`
 applies it. Timed contenders are interleaved repeat by repeat, so load from other jobs hits all of
 them alike: throughputs are medians over repeats, and ratios (to a roofline, of the loop to its bare
-steps) are the median of each repeat's own ratio, which cancels a slow stretch that both halves saw. Results go to stdout (a table) and to bench.json.
+steps) are the median of each repeat's own ratio, which cancels a slow stretch that both halves saw.
+Results go to stdout (a table) and to bench.json.
 
     python -m vade_cli.bench [--device cpu|cuda|auto] [--amp-bf16 auto|true|false] [--compile]
                              [--batch-sizes 100,256] [--repeats N] [--steps N] [--threads N]
