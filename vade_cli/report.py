@@ -45,9 +45,9 @@ class MetricsLog:
     The first write of a run (and of every resumed run) replaces the file atomically with the rows it
     is given, so a resumed run drops the epochs its checkpoint does not hold. Later writes append
     only the new rows: rewriting the whole log every epoch cost more the longer the run (the DEC
-    autoencoder alone logs 300 rows) and was the largest part of the loop's bookkeeping. Rows already written are taken as
-    final; if the last one has changed, the file is rewritten whole. Not fsynced: a kill can cost at
-    most the last line, which `read_metrics_log` skips when it is cut short.
+    autoencoder alone logs 300 rows) and was the largest part of the loop's bookkeeping. Rows already
+    written are taken as final; if the last one has changed, the file is rewritten whole. Not
+    fsynced: a kill can cost at most the last line, which `read_metrics_log` skips when it is cut short.
     """
 
     def __init__(self, run_dir: Path):

@@ -122,7 +122,7 @@ def run_summary(d: DigitsRun, train_cfg: Any) -> dict[str, Any]:
         "loop_runs_s": list(d.loop.seconds),
         "bare_runs_s": list(d.bare.seconds),
         "overhead_pct": 100 * (d.loop.median_s() / d.bare.median_s() - 1),
-        "overhead_pct_paired": 100 * statistics.median(lo / b - 1 for lo, b in zip(d.loop.seconds, d.bare.seconds, strict=True)),
+        "overhead_pct_paired": 100 * (paired_speedup(d.bare, d.loop) - 1),  # same samples: loop time over bare
         "overhead_pct_best": 100 * (min(d.loop.seconds) / min(d.bare.seconds) - 1),
         **median,
         "bare_epoch_s": bare_epoch_s,
