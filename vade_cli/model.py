@@ -10,6 +10,7 @@ Shapes: B batch, D features, J latent size, K clusters.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,18 @@ class Decoder(nn.Module):
         return self.out(self.body(z))
 
 
+class PriorStats(NamedTuple):
+    """The prior's per-step quantities, computed once and shared by q(c|z), the KL terms and the diagnostics.
+
+    One set per step instead of one per use cut the GMM's share of a training step's small operations,
+    which is what stands between a VaDE step and its network's roofline (`make bench`).
+    """
+
+    log_pi: Tensor  # [K] log p(c)
+    inv_var: Tensor  # [K,J] 1 / sigma2_c, from the clamped log-variances
+    half_log_det: Tensor  # [K] 0.5 * sum_j (log 2pi + log sigma2_cj): -log N(z; mu_c, sigma2_c) minus its quadratic part
+
+
 class GaussianMixturePrior(nn.Module):
     """p(c) p(z|c) with pi = softmax(logits) (always on the simplex) and log-parametrised variances."""
 
@@ -76,12 +89,23 @@ class GaussianMixturePrior(nn.Module):
     def clamped_log_var(self) -> Tensor:  # [K,J]
         return self.log_var.clamp(LOGVAR_MIN, LOGVAR_MAX)
 
-    def log_joint(self, z: Tensor) -> Tensor:
-        """log p(c) + log N(z; mu_c, sigma2_c) for every cluster at once: z [B,J] -> [B,K]."""
+    def stats(self) -> PriorStats:
         log_var = self.clamped_log_var()
-        sq = (z.unsqueeze(1) - self.mu).pow(2) * torch.exp(-log_var)  # [B,K,J]
-        log_normal = -0.5 * (LOG_2PI + log_var + sq).sum(-1)  # [B,K]
-        return self.log_pi() + log_normal
+        half_log_det = 0.5 * (log_var.sum(-1) + log_var.shape[-1] * LOG_2PI)
+        return PriorStats(self.log_pi(), torch.exp(-log_var), half_log_det)
+
+    def sq_distances(self, points: Tensor, stats: PriorStats) -> Tensor:
+        """sum_j (z_j - mu_cj)^2 / sigma2_cj for every cluster at once: [..., B, J] -> [..., B, K].
+
+        Broadcast differences, not the expanded z^2 - 2 z mu + mu^2 (which cancels badly far from a mean).
+        """
+        return ((points.unsqueeze(-2) - self.mu).pow(2) * stats.inv_var).sum(-1)
+
+    def log_joint(self, z: Tensor, stats: PriorStats | None = None, sq: Tensor | None = None) -> Tensor:
+        """log p(c) + log N(z; mu_c, sigma2_c), z [B,J] -> [B,K]; `sq` = `sq_distances(z)` when already known."""
+        stats = self.stats() if stats is None else stats
+        sq = self.sq_distances(z, stats) if sq is None else sq
+        return stats.log_pi - stats.half_log_det - 0.5 * sq
 
     def log_responsibilities(self, z: Tensor) -> Tensor:
         """log p(c|z) [B,K], normalised by log-sum-exp: finite even far from every cluster mean."""
@@ -102,23 +126,27 @@ def reconstruction_nll(x: Tensor, decoded: Tensor, likelihood: str, obs_variance
     return 0.5 * (sq / obs_variance + x.shape[-1] * (LOG_2PI + math.log(obs_variance)))
 
 
-def elbo_terms(prior: GaussianMixturePrior, mu: Tensor, logvar: Tensor, log_resp: Tensor) -> dict[str, Tensor]:
+def elbo_terms(
+    prior: GaussianMixturePrior, mu: Tensor, logvar: Tensor, log_resp: Tensor,
+    stats: PriorStats | None = None, sq_mu: Tensor | None = None,
+) -> dict[str, Tensor]:  # fmt: skip
     """The analytic (given q(c|x)) non-reconstruction parts of the negative ELBO, per sample [B].
 
     `log_resp` [B,K] is log q(c|x), the responsibilities: p(c|z) from `log_responsibilities`, or
-    the anchored partition from `anchored_log_responsibilities`.
+    the anchored partition from `anchored_log_responsibilities`. `stats` and `sq_mu`
+    (= `prior.sq_distances(mu)`) are computed here unless the caller already has them.
 
     kl_z = E_q(c|x)[ KL(q(z|x) || p(z|c)) ]   = -E_q[log p(z|c)] - H[q(z|x)]
     kl_c = KL(q(c|x) || p(c))                 = -E_q[log p(c)]   - H[q(c|x)]
     """
-    resp = log_resp.exp()  # [B,K]
-    log_var_c = prior.clamped_log_var()  # [K,J]
-    var_ratio = torch.exp(logvar.unsqueeze(1) - log_var_c)  # sigma2~ / sigma2_c, [B,K,J]
-    mean_term = (mu.unsqueeze(1) - prior.mu).pow(2) * torch.exp(-log_var_c)  # [B,K,J]
-    neg_log_pz_c = 0.5 * (LOG_2PI + log_var_c + var_ratio + mean_term).sum(-1)  # -E_q(z)[log p(z|c)], [B,K]
+    stats = prior.stats() if stats is None else stats
+    sq_mu = prior.sq_distances(mu, stats) if sq_mu is None else sq_mu
+    var_ratio = (logvar.exp().unsqueeze(1) * stats.inv_var).sum(-1)  # sum_j sigma2~_j / sigma2_cj, [B,K]
+    neg_log_pz_c = stats.half_log_det + 0.5 * (var_ratio + sq_mu)  # -E_q(z)[log p(z|c)], [B,K]
     entropy_z = 0.5 * (1.0 + LOG_2PI + logvar).sum(-1)  # [B]
+    resp = log_resp.exp()  # [B,K]
     kl_z = (resp * neg_log_pz_c).sum(-1) - entropy_z
-    kl_c = (resp * (log_resp - prior.log_pi())).sum(-1)
+    kl_c = (resp * (log_resp - stats.log_pi)).sum(-1)
     return {"kl_z": kl_z, "kl_c": kl_c}
 
 
@@ -182,12 +210,18 @@ class VaDE(nn.Module):
         mu, logvar = (t.float() for t in self.encoder(x))  # float32 even under bf16 autocast
         z = mu + torch.exp(0.5 * logvar) * eps
         recon = reconstruction_nll(x, self.decoder(z).float(), self.likelihood, self.obs_variance)
-        log_resp = self.prior.log_responsibilities(z) if anchor is None else anchored_log_responsibilities(anchor, self.prior.n_clusters)
-        kl = elbo_terms(self.prior, mu, logvar, log_resp)
+        prior = self.prior
+        stats = prior.stats()
+        sq_z, sq_mu = prior.sq_distances(torch.stack([z, mu]), stats)  # one pass for both points, [B,K] each
+        if anchor is None:
+            log_resp = torch.log_softmax(prior.log_joint(z, stats, sq_z), dim=1)
+        else:
+            log_resp = anchored_log_responsibilities(anchor, prior.n_clusters)
+        kl = elbo_terms(prior, mu, logvar, log_resp, stats, sq_mu)
         terms = {"recon": recon.mean(), "kl_z": kl["kl_z"].mean(), "kl_c": kl["kl_c"].mean()}
         terms["loss"] = terms["recon"] + terms["kl_z"] + terms["kl_c"]
         with torch.no_grad():  # label-free diagnostics at z = mu: the epoch's clusters and their confidence
-            log_q_mu = self.prior.log_responsibilities(mu)
+            log_q_mu = torch.log_softmax(prior.log_joint(mu, stats, sq_mu.detach()), dim=1)
             terms["max_q"] = log_q_mu.max(1).values.exp().mean()
             assignments = log_q_mu.argmax(1)
         return terms, assignments
