@@ -61,8 +61,8 @@ class Decoder(nn.Module):
 class PriorStats(NamedTuple):
     """The prior's per-step quantities, computed once and shared by q(c|z), the KL terms and the diagnostics.
 
-    One set per step instead of one per use cut the GMM's share of a training step's small operations,
-    which is what stands between a VaDE step and its network's roofline (`make bench`).
+    One set per step instead of one per use: the GMM's many small operations on [B,K,J] tensors,
+    not its arithmetic, are what a VaDE step adds to its network's roofline (`make bench`).
     """
 
     log_pi: Tensor  # [K] log p(c)
