@@ -96,6 +96,20 @@ def test_predictions_deterministic_and_from_posterior_mean():
     assert (at_sample != predicted).any()  # a sampled z would give other clusters: the mean is what is used
 
 
+def test_step_diagnostics_are_the_posterior_at_the_mean():
+    """The per-step clusters and max q(c|x), computed from the step's shared prior quantities, equal
+    what `predict` and `predict_proba` give for the same batch, and do not depend on the noise."""
+    model = small_model()
+    torch.manual_seed(5)
+    x = torch.rand(64, 6)
+    proba = model.predict_proba(x)
+    for seed in (0, 1):
+        eps = torch.randn(64, 2, generator=torch.Generator().manual_seed(seed))
+        terms, assignments = model.negative_elbo(x, eps)
+        assert torch.equal(assignments, model.predict(x))
+        assert torch.allclose(terms["max_q"], proba.max(1).values.mean(), atol=1e-6)
+
+
 def test_negative_elbo_wires_one_sample_into_every_term():
     """recon, q(c|x) and the KLs all use the same z = mu + exp(logvar / 2) * eps; loss = their sum.
 
