@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vade_cli.bench import cli, results
-from vade_cli.bench.timing import Contender
+from vade_cli.bench.timing import Clock, Contender, measure
 from vade_cli.device import bf16_enabled
 
 ROOFLINES = {"roofline_fp32", "roofline_bf16"}
@@ -163,6 +163,15 @@ def test_paired_speedup_cancels_a_slow_stretch_that_hits_both_halves_of_a_repeat
     # every repeat but the last saw the product 1.5x faster; the medians (2.0 and 6.0) fall on different repeats
     assert results.paired_speedup(product, roofline) == pytest.approx(1.5)
     assert product.samples_per_s() / roofline.samples_per_s() == pytest.approx(3.0)
+
+
+def test_repeats_alternate_which_contender_goes_first():
+    """An order cost (the one after a checkpoint write pays for its flush) lands on each in turn."""
+    order: list[str] = []
+    contenders = [Contender(n, lambda n=n: order.append(n), lambda: None, 1) for n in ("loop", "bare")]
+    measure(contenders, 4, Clock(torch.device("cpu")))
+    assert order == ["loop", "bare", "bare", "loop", "loop", "bare", "bare", "loop"]
+    assert [len(c.seconds) for c in contenders] == [4, 4]
 
 
 def test_compile_is_refused_on_the_cpu(capsys):

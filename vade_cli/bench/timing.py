@@ -47,9 +47,13 @@ class Clock:
 
 
 def measure(contenders: list[Contender], repeats: int, clock: Clock) -> None:
-    """Warm every contender up, then time them in turn, repeat by repeat (noise hits all alike)."""
+    """Warm every contender up, then time them in turn, repeat by repeat (noise hits all alike).
+
+    Odd repeats run the contenders in reverse order, so whatever the first (or last) place costs,
+    such as the page cache still flushing a checkpoint the one before wrote, falls on each in turn.
+    """
     for c in contenders:
         c.warm_up()
-    for _ in range(repeats):
-        for c in contenders:
+    for r in range(repeats):
+        for c in contenders if r % 2 == 0 else reversed(contenders):
             c.seconds.append(clock.time(c.run))
