@@ -212,10 +212,11 @@ class VaDE(nn.Module):
         recon = reconstruction_nll(x, self.decoder(z).float(), self.likelihood, self.obs_variance)
         prior = self.prior
         stats = prior.stats()
-        sq_z, sq_mu = prior.sq_distances(torch.stack([z, mu]), stats)  # one pass for both points, [B,K] each
-        if anchor is None:
+        if anchor is None:  # q(c|x) = p(c|z): distances at z and at mu in one pass, [B,K] each
+            sq_z, sq_mu = prior.sq_distances(torch.stack([z, mu]), stats)
             log_resp = torch.log_softmax(prior.log_joint(z, stats, sq_z), dim=1)
-        else:
+        else:  # q(c|x) held at the anchor: only the distances at mu are needed
+            sq_mu = prior.sq_distances(mu, stats)
             log_resp = anchored_log_responsibilities(anchor, prior.n_clusters)
         kl = elbo_terms(prior, mu, logvar, log_resp, stats, sq_mu)
         terms = {"recon": recon.mean(), "kl_z": kl["kl_z"].mean(), "kl_c": kl["kl_c"].mean()}
