@@ -205,3 +205,25 @@ def test_resume_from_another_device_reseeds_the_stream_and_says_so(caplog):
     restore_generator(gen2, foreign, epoch=3, step=1)
     assert torch.equal(first, torch.rand(3, generator=gen2))  # deterministic given seed and position
     assert "resumed on cpu from a cuda checkpoint" in caplog.text
+
+
+def test_resume_with_other_device_settings_says_the_numbers_round_differently(tmp_path, capsys):
+    """device.threads may change on resume (it is how a run runs), but a user must hear that it costs bit-equality."""
+    from omegaconf import OmegaConf
+
+    from vade_cli.cli import resume_config
+
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    saved = compose_config(["device=cpu"], tmp_path)
+    OmegaConf.save(saved, run_dir / ".hydra" / "config.yaml")
+
+    same = compose_config(["device=cpu", f"resume={run_dir}"], tmp_path)
+    resumed, _ = resume_config(same, [f"resume={run_dir}"])
+    assert "device settings" not in capsys.readouterr().err
+
+    fewer = compose_config(["device=cpu", "device.threads=1", f"resume={run_dir}"], tmp_path)
+    resumed, _ = resume_config(fewer, [f"resume={run_dir}", "device.threads=1"])
+    err = capsys.readouterr().err
+    assert "threads None -> 1" in err and "not bit for bit" in err
+    assert resumed.device.threads == 1 and resumed.seed == saved.seed

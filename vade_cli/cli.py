@@ -60,6 +60,10 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
     missing = [k for k in ("task", "dataset", "model", "pretrain", "train", "seed") if k not in resumed]
     if missing:
         raise CheckpointError(f"{saved} is not a vade-cli run config (missing {', '.join(missing)})")
+    changed = device_changes(resumed.get("device") or {}, cfg.get("device") or {})
+    if changed:
+        report.console.print(f"note: resumed with other device settings ({changed}); the numbers will match an "
+                             "uninterrupted run to rounding, not bit for bit", soft_wrap=True)
     for group in ("device", "report", "logger"):
         resumed[group] = cfg.get(group, {})
     resumed.resume = str(run_dir)
@@ -68,6 +72,16 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
         # the run follows from its config and seed, so starting it over in place gives the same result.
         report.console.print(f"note: {run_dir} has no checkpoint yet; the run starts over from its saved config")
     return resumed, run_dir
+
+
+def device_changes(saved: DictConfig | dict, now: DictConfig | dict) -> str:
+    """'threads None -> 1, ...' for each device setting a resume changes, '' for none.
+
+    Thread counts, bf16 and compilation change how sums are split and rounded, so a run resumed
+    with other ones is still correct but no longer bit-equal to an uninterrupted one.
+    """
+    keys = sorted(set(saved) | set(now))
+    return ", ".join(f"{k} {saved.get(k)} -> {now.get(k)}" for k in keys if saved.get(k) != now.get(k))
 
 
 def run_task(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
