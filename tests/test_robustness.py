@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from tests.conftest import TINY, compose_config, vade_run
+from tests.conftest import TINY, compose_config, run_cli, vade_run
 from vade_cli import checkpoint, train
 from vade_cli.errors import CheckpointError, Interrupted, TrainingDiverged
 from vade_cli.model import VaDE
@@ -208,22 +208,36 @@ def test_resume_from_another_device_reseeds_the_stream_and_says_so(caplog):
 
 
 def test_resume_names_the_device_settings_it_changes(tmp_path):
-    """device.threads may change on resume (it is how a run runs), but it costs bit-equality: resume_config
-    names such changes for the closing note; the device type is left to `restore_generator`'s own warning."""
+    """device.threads may change on resume (it is how a run runs), but it costs bit-equality, so
+    resume_config names such changes; another device type is left to `restore_generator`'s warning."""
     from omegaconf import OmegaConf
 
     from vade_cli.cli import resume_config
 
-    def resume(*overrides: str):
-        tmp = tmp_path
-        run_dir = tmp / "run"
-        (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(compose_config(["device=auto"], tmp), run_dir / ".hydra" / "config.yaml")
-        cfg = compose_config([*overrides, f"resume={run_dir}"], tmp)
-        return resume_config(cfg, [f"resume={run_dir}", *overrides])
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(compose_config(["device=auto"], tmp_path), run_dir / ".hydra" / "config.yaml")
 
-    _, _, changed = resume("device=cpu")
-    assert changed == ""
+    def resume(*overrides: str):
+        return resume_config(compose_config([*overrides, f"resume={run_dir}"], tmp_path), [f"resume={run_dir}", *overrides])
+
+    assert resume("device=cpu")[2] == ""
     resumed, _, changed = resume("device=cpu", "device.threads=1", "device.amp_bf16=false")
     assert changed == "amp_bf16 auto -> False, threads None -> 1"
     assert resumed.device.threads == 1
+
+
+def test_vade_run_resumed_with_other_threads_ends_with_the_rounding_note(tmp_path, monkeypatch, capsys):
+    """The note reaches the user, as one line, after the resumed run's summary."""
+    monkeypatch.chdir(tmp_path)
+    args = ["device=cpu", *TINY, *SYNTH, "report.figures=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    with monkeypatch.context() as patch:
+        signal_self_on_call(patch, "negative_elbo", 5)
+        assert run_cli(args, monkeypatch) == 128 + signal.SIGTERM
+    capsys.readouterr()
+    resume = [f"resume={tmp_path / 'run'}", f"hydra.run.dir={tmp_path / 'resume-call'}"]
+    assert run_cli([*resume, "device.threads=2"], monkeypatch) == 0  # TINY runs on 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    notes = [line for line in lines if "other device settings" in line]
+    assert len(notes) == 1 and "threads 1 -> 2" in notes[0] and notes[0].endswith("not bit for bit")
+    assert lines[-1] == notes[0]  # last, after the summary
