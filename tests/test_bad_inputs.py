@@ -58,7 +58,6 @@ CASES = {
     "n_clusters 1": (["n_clusters=1"], "n_clusters"),
     "n_clusters negative": (["n_clusters=-3"], "n_clusters"),
     "n_clusters above N": (["n_clusters=5000"], "n_clusters"),
-    "epochs 0": (["train.epochs=0"], "train.epochs"),
     "epochs negative": (["train.epochs=-1"], "train.epochs"),
     "pretrain epochs 0": (["pretrain.epochs=0"], "pretrain.epochs"),
     "batch size 0": (["train.batch_size=0"], "train.batch_size"),

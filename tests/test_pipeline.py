@@ -131,6 +131,20 @@ def test_init_snapshot_scores_what_training_starts_from(make_cfg, tmp_path, monk
     assert at_start == snapshot["metrics"]
 
 
+def test_zero_vade_epochs_stop_at_the_initialisation(make_cfg, tmp_path):
+    """train.epochs=0 is the AE + init baseline: the prior's own predictions are the result, the
+    autoencoder's epochs are in metrics.jsonl, and the summary shows no VaDE row that only repeats them."""
+    run_dir = tmp_path / "run"
+    result = train_run(make_cfg("dataset=synthetic", "train.epochs=0"), run_dir, progress_enabled=False)
+    assert result["epochs"] == 0 and result["final_elbo"] is None
+    assert result["metrics"]["final"] == result["metrics"]["gmm_init"]
+    rows = report.read_metrics_log(run_dir)
+    assert [r["phase"] for r in rows] == ["pretrain"] * 2  # TINY's pretrain.epochs=2, no train rows
+    with report.console.capture() as captured:
+        report.print_summary(result)
+    assert "│ AE + prior init" in captured.get() and "│ VaDE" not in captured.get()
+
+
 def test_gaussian_likelihood_end_to_end(make_cfg, tmp_path):
     """Real-valued features with the Gaussian decoder: the run completes with a finite ELBO."""
     run_dir = tmp_path / "run"

@@ -137,6 +137,8 @@ def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | Non
         extra={"pretrain_summary": pretrain_summary}, device_cfg=cfg.device,
         anchor=snapshot["partition"].to(x.device) if "partition" in snapshot else None,
     )
+    if not history:  # train.epochs=0 (the AE + init baseline): no epoch end wrote the autoencoder's rows
+        record(pretrain_log)
     return Fitted(snapshot, pretrain_summary, history, time.perf_counter() - t_train)
 
 

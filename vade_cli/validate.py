@@ -102,7 +102,7 @@ def check_config(cfg: DictConfig) -> None:
     non_negative_int("pretrain.output_refit_epochs", pre.output_refit_epochs)
 
     train = cfg.train
-    positive_int("train.epochs", train.epochs)
+    non_negative_int("train.epochs", train.epochs)  # 0: stop after the prior init (the AE + init baseline)
     positive_int("train.batch_size", train.batch_size)
     positive_number("train.lr", train.lr)
     if train.prior_lr is not None:
