@@ -89,6 +89,7 @@ def test_predictions_deterministic_and_from_posterior_mean():
     assert torch.equal(predicted, model.predict(x))
     with torch.no_grad():
         mu, logvar = model.encoder(x)
+        assert torch.equal(model.encoder.embed(x), mu)  # what predictions and the autoencoder use
         assert torch.equal(predicted, model.prior.log_joint(mu).argmax(1))
         eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(3))
         sampled = mu + torch.exp(0.5 * logvar) * eps

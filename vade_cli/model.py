@@ -45,6 +45,10 @@ class Encoder(nn.Module):
         h = self.body(x)
         return self.mean(h), self.logvar(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
 
+    def embed(self, x: Tensor) -> Tensor:
+        """mu~(x) alone, for the autoencoder and for predictions: they never use the variance head."""
+        return self.mean(self.body(x))
+
 
 class Decoder(nn.Module):
     """z [B,J] -> parameters of p(x|z) [B,D]: Bernoulli logits or Gaussian means."""
@@ -186,7 +190,7 @@ class VaDE(nn.Module):
 
     def autoencoder_loss(self, x: Tensor) -> dict[str, Tensor]:
         """Pretraining objective: reconstruct x through the latent mean (no sampling, no prior)."""
-        mu, _ = self.encoder(x)
+        mu = self.encoder.embed(x)
         recon = reconstruction_nll(x, self.decoder(mu).float(), self.likelihood, self.obs_variance).mean()
         return {"loss": recon, "recon": recon}
 
@@ -195,7 +199,7 @@ class VaDE(nn.Module):
 
         The mean (not sum) over features keeps the gradient scale DEC's SGD at lr 1.0 was tuned for.
         """
-        mu, _ = self.encoder(x)
+        mu = self.encoder.embed(x)
         loss = (self.decoder(mu).float() - x).pow(2).mean()
         return {"loss": loss, "recon": loss}
 
@@ -229,7 +233,7 @@ class VaDE(nn.Module):
 
     @torch.inference_mode()
     def latent_means(self, x: Tensor, batch_size: int = 4096) -> Tensor:
-        return torch.cat([self.encoder(x[i : i + batch_size])[0].float() for i in range(0, len(x), batch_size)])
+        return torch.cat([self.encoder.embed(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)])
 
     @torch.inference_mode()
     def predict_proba(self, x: Tensor, batch_size: int = 4096) -> Tensor:
