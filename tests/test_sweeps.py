@@ -101,6 +101,10 @@ def test_the_table_counts_the_seeds_that_kept_their_initialisation():
     assert row["kept_init"] == "2/3"
     assert row["partition_acc_mean"] == pytest.approx(0.75)
     assert "| 2/3 |" in table.to_markdown([row])
+    for job in jobs:  # train.epochs=0: the runs stopped at their init, so there is nothing to count
+        job["epochs"] = 0
+    (row,) = table.aggregate(jobs, [])
+    assert row["kept_init"] is None
 
 
 def test_a_failed_job_is_its_own_row_with_its_error_and_the_rest_stand():

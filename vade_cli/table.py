@@ -227,8 +227,11 @@ def make_row(
 
 
 def kept_init(jobs: Sequence[dict[str, Any]]) -> str | None:
-    """'4/5': how many seeds ended at least at their own initialisation's ACC (issue #10's per-seed bar)."""
-    pairs = [(_get(j, METRICS["gmm_acc"]), _get(j, METRICS["acc"])) for j in jobs]
+    """'4/5': how many seeds ended at least at their own initialisation's ACC (issue #10's per-seed bar).
+
+    Runs with `train.epochs=0` stop at their initialisation, so they are not counted: they would pass vacuously.
+    """
+    pairs = [(_get(j, METRICS["gmm_acc"]), _get(j, METRICS["acc"])) for j in jobs if j.get("epochs") != 0]
     scored = [(init, final) for init, final in pairs if init is not None and final is not None]
     return f"{sum(final >= init for init, final in scored)}/{len(scored)}" if scored else None
 
