@@ -132,7 +132,7 @@ def print_summary(report: dict[str, Any]) -> None:
     table.add_column("stage")
     for col in ("ACC", "NMI", "ARI"):
         table.add_column(col, justify="right")
-    stages = [("AE + prior init", "gmm_init")] + ([("VaDE", "final")] if report.get("epochs") else [])
+    stages = [("AE + prior init", "gmm_init")] + ([("VaDE", "final")] if report.get("epochs") != 0 else [])
     for label, key in stages:  # train.epochs=0 stops at the init: a VaDE row would only repeat it
         m = report["metrics"].get(key, {})
         table.add_row(label, *(decimal(m.get(metric)) for metric in ("acc", "nmi", "ari")))
