@@ -124,6 +124,8 @@ def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | Non
         pretrain_summary = train_resume["pretrain_summary"]
 
     pretrain_log = [{"phase": "pretrain", **r} for r in pretrain_summary["history"]]
+    if train_resume is None:  # the autoencoder's rows, from the init on: also when it came from the cache or train.epochs=0
+        record(pretrain_log)
 
     def on_epoch_end(history: list[dict[str, Any]], assignments: torch.Tensor | None) -> None:
         if assignments is not None:
@@ -137,8 +139,6 @@ def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | Non
         extra={"pretrain_summary": pretrain_summary}, device_cfg=cfg.device,
         anchor=snapshot["partition"].to(x.device) if "partition" in snapshot else None,
     )
-    if not history:  # train.epochs=0 (the AE + init baseline): no epoch end wrote the autoencoder's rows
-        record(pretrain_log)
     return Fitted(snapshot, pretrain_summary, history, time.perf_counter() - t_train)
 
 
