@@ -96,7 +96,7 @@ def test_digits_run_uses_the_default_config_and_its_checkpoint_policy(result):
     assert d["overhead_pct_best"] == pytest.approx(100 * (min(d["loop_runs_s"]) / min(d["bare_runs_s"]) - 1))
     assert math.isfinite(d["projected_overhead_pct"]) and math.isfinite(d["projected_overhead_pct_best"])
     # the headline pairs each timed fit with the bare steps of its own repeat
-    assert len(d["projected_overhead_pct_repeats"]) == result["settings"]["repeats"]
+    assert len(d["projected_overhead_pct_repeats"]) == result["settings"]["run_repeats"]
     assert d["projected_overhead_pct"] == pytest.approx(statistics.median(d["projected_overhead_pct_repeats"]))
     pairs = [100 * (lo / b - 1) for lo, b in zip(d["loop_runs_s"], d["bare_runs_s"], strict=True)]
     assert d["overhead_pct_paired"] == pytest.approx(statistics.median(pairs))
@@ -125,7 +125,7 @@ def test_bad_batch_sizes_are_a_usage_error(bad, capsys):
     assert "batch sizes" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag", ["--repeats", "--steps", "--threads"])
+@pytest.mark.parametrize("flag", ["--repeats", "--run-repeats", "--steps", "--threads"])
 def test_counts_must_be_positive_integers(flag, capsys):
     for bad in ("0", "x"):
         with pytest.raises(SystemExit) as exc:
@@ -178,3 +178,9 @@ def test_compile_is_refused_on_the_cpu(capsys):
     # torch.compile of the step is CUDA-only in the training code; a CPU figure "compiled" would be a lie
     assert cli.main(["--quick", "--device", "cpu", "--compile"]) == 2
     assert "CUDA-only" in capsys.readouterr().err
+
+
+def test_the_digits_run_gets_more_repeats_than_a_throughput():
+    """Its figure is a difference of two noisy timings: by default three pairs for every throughput repeat."""
+    assert cli.parse_args(["--repeats", "4"]).run_repeats == 3 * 4
+    assert cli.parse_args(["--repeats", "4", "--run-repeats", "7"]).run_repeats == 7

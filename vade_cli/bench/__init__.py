@@ -25,7 +25,8 @@ steps) are the median of each repeat's own ratio, which cancels a slow stretch t
 Results go to stdout (a table) and to bench.json.
 
     python -m vade_cli.bench [--device cpu|cuda|auto] [--amp-bf16 auto|true|false] [--compile]
-                             [--batch-sizes 100,256] [--repeats N] [--steps N] [--threads N]
+                             [--batch-sizes 100,256] [--repeats N] [--run-repeats N] [--steps N]
+                             [--threads N]
                              [--quick] [--out bench.json]
 
 Layout: `cli` (arguments, the run in order, bench.json), `settings` (the product's config, shapes),

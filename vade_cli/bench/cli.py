@@ -24,6 +24,10 @@ from vade_cli.device import configure, cpu_has_native_bf16, resolve_device
 from vade_cli.errors import ConfigError
 from vade_cli.validate import int_list_arg, positive_int_arg
 
+# (d) reads the loop's bookkeeping as loop time minus bare time, each a few % noisy on a shared VM, for an
+# effect of about 1%: its median needs more pairs than a throughput needs repeats (about 2.5 s a pair).
+RUN_REPEATS_FACTOR = 3
+
 AMP_BF16 = ("auto", "true", "false")  # device.amp_bf16's values
 
 
@@ -39,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="CUDA: torch.compile the step losses (device.compile)")
     parser.add_argument("--batch-sizes", default="100,256", help="comma-separated (default 100,256)")
     parser.add_argument("--repeats", type=positive_int_arg, help="timed repeats per figure (default 5, quick 2)")
+    parser.add_argument("--run-repeats", type=positive_int_arg,
+                        help="timed repeats of the digits run (d) (default 3x --repeats: its reading is a difference "
+                             "of two noisy timings)")  # fmt: skip
     parser.add_argument("--steps", type=positive_int_arg, help="steps per timed repeat (default 10, quick 3)")
     parser.add_argument("--threads", type=positive_int_arg, help="CPU threads (default: all cores)")
     parser.add_argument("--quick", action="store_true", help="tiny network and data: a smoke test in seconds")
@@ -51,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(str(exc))
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.steps = args.steps or (3 if args.quick else 10)
+    args.run_repeats = args.run_repeats or RUN_REPEATS_FACTOR * args.repeats
     return args
 
 
@@ -70,6 +78,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         shape=shape,
         batch_sizes=batch_sizes_arg(args.batch_sizes),
         repeats=args.repeats,
+        run_repeats=args.run_repeats,
         steps=args.steps,
         warmup_steps=1 if args.quick else 2,
         run_epochs=2 if args.quick else 5,
@@ -103,7 +112,7 @@ def digits_figures(settings: Settings, clock: Clock) -> dict[str, Any]:
     """(d), with the loop's checkpoint and metrics log in a folder removed on return."""
     with tempfile.TemporaryDirectory() as tmp:
         d = digits_run(settings, Path(tmp))
-        measure([d.loop, d.bare], settings.repeats, clock)
+        measure([d.loop, d.bare], settings.run_repeats, clock)
     return run_summary(d, settings.cfg.train)
 
 
@@ -130,7 +139,8 @@ def benchmark(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "compile": bool(settings.device_cfg.compile),
         "network": {"widths": shape.widths(), "n_features": shape.n_features, "hidden": list(shape.hidden),
                     "latent_dim": shape.latent_dim, "n_clusters": shape.n_clusters},  # fmt: skip
-        "settings": {"batch_sizes": list(settings.batch_sizes), "repeats": settings.repeats, "steps": settings.steps,
+        "settings": {"batch_sizes": list(settings.batch_sizes), "repeats": settings.repeats,
+                     "run_repeats": settings.run_repeats, "steps": settings.steps,
                      "warmup_steps": settings.warmup_steps, "run_epochs": settings.run_epochs,
                      "n_step_data": settings.n_step_data(), "n_eval": shape.n_full},  # fmt: skip
         "figures": figures,

@@ -51,6 +51,7 @@ class Settings:
     shape: Shape
     batch_sizes: tuple[int, ...]
     repeats: int
+    run_repeats: int  # repeats of (d): the loop-minus-bare difference needs more of them than a throughput
     steps: int
     warmup_steps: int
     run_epochs: int  # epochs of the digits run timed in (d): >= 2, so a steady epoch can be told apart
