@@ -112,7 +112,7 @@ def test_unlabelled_tabular_data_gets_cluster_sizes_and_silhouette(digits_run, t
     (tmp_path / checkpoint.METRICS).write_text((source / checkpoint.METRICS).read_text())
     plain_result = {**result, "metrics": {"gmm_init": {}, "final": {}}, "dataset": {"name": "plain"}}
 
-    written = figures.write_all(tmp_path, model, unlabelled, x, pred, plain_result, saved)
+    written = figures.write_all(figures.RunView(tmp_path, model, unlabelled, x, pred, plain_result, saved))
 
     assert {p.name for p in written} == {"latent.png", "curves.png", "report.md"}
     text = (tmp_path / "report.md").read_text()

@@ -139,17 +139,9 @@ def save_sample_grid(
 class RunView:
     """What the figures share, computed once: latent means, weights, labels, the matching."""
 
-    def __init__(
-        self,
-        run_dir: Path,
-        model: Any,
-        dataset: Any,
-        x: torch.Tensor,
-        pred: np.ndarray,
-        result: dict[str, Any],
-        cfg: DictConfig,
-    ):
-        self.run_dir, self.model, self.dataset, self.result, self.cfg = run_dir, model, dataset, result, cfg
+    def __init__(self, run_dir: Path, model: Any, dataset: Any, x: torch.Tensor, pred: np.ndarray,
+                 result: dict[str, Any], cfg: DictConfig):  # fmt: skip
+        self.run_dir, self.model, self.dataset, self.result, self.cfg = Path(run_dir), model, dataset, result, cfg
         self.x = x
         self.pred = np.asarray(pred, dtype=np.int64)
         self.y = dataset.y
@@ -375,23 +367,13 @@ DRAWERS: dict[str, Callable[[RunView, Path], Path | None]] = {
 }
 
 
-def write_all(
-    run_dir: Path,
-    model: Any,
-    dataset: Any,
-    x: torch.Tensor,
-    pred: np.ndarray,
-    result: dict[str, Any],
-    cfg: DictConfig,
-) -> list[Path]:
+def write_all(view: RunView) -> list[Path]:
     """Draw every figure that applies, then report.md; a failing figure is warned about and skipped."""
-    run_dir = Path(run_dir)
-    view = RunView(run_dir, model, dataset, x, pred, result, cfg)
     written: list[Path] = []
     failed: dict[str, str] = {}
     for name, draw in DRAWERS.items():
         try:
-            path = draw(view, run_dir / checkpoint.FIGURES_DIR / name)
+            path = draw(view, view.run_dir / checkpoint.FIGURES_DIR / name)
         except Exception as exc:  # noqa: BLE001  (one broken figure must not cost the others)
             failed[name] = f"{type(exc).__name__}: {exc}"
             report.console.print(
@@ -401,4 +383,4 @@ def write_all(
             continue
         if path is not None:
             written.append(path)
-    return [*written, report_md.write(run_dir, view, written, failed)]
+    return [*written, report_md.write(view.run_dir, view, written, failed)]

@@ -188,7 +188,7 @@ def draw_figures(cfg, run_dir, model, dataset, x, pred, result) -> list[str]:
     try:
         from vade_cli import figures
 
-        return [str(p) for p in figures.write_all(run_dir, model, dataset, x, pred, result, cfg)]
+        return [str(p) for p in figures.write_all(figures.RunView(run_dir, model, dataset, x, pred, result, cfg))]
     except Exception as exc:  # matplotlib, fonts, a full disk: the run's numbers must survive all of it
         report.console.print(f"[yellow]warning:[/] figures skipped: {type(exc).__name__}: {exc}")
         return []
