@@ -64,3 +64,16 @@ def test_cache_key_ignores_what_cannot_change_the_autoencoder():
     for field, value in [("epochs", 4), ("lr", 0.5), ("optimizer", "adam")]:
         assert key(p=OmegaConf.merge(pre, {field: value})) != base, field
     assert key(m=OmegaConf.merge(model_cfg, {"hidden": [32]})) != base
+
+
+def test_dec_adam_is_dec_with_n2d_optimiser(make_cfg):
+    """The named recipe and its three overrides by hand compose the same autoencoder: one cache entry."""
+    named = make_cfg("pretrain=dec_adam", tiny=False)
+    by_hand = make_cfg("pretrain=dec", "pretrain.optimizer=adam", "pretrain.lr=0.001", "pretrain.momentum=0.0", tiny=False)
+    assert (named.pretrain.optimizer, named.pretrain.lr, named.pretrain.momentum) == ("adam", 0.001, 0.0)
+    assert {k: v for k, v in named.pretrain.items() if k != "name"} == {k: v for k, v in by_hand.pretrain.items() if k != "name"}
+
+    def key(cfg):
+        return pretrain.cache_key("data", cfg.model, cfg.pretrain, 0, "bernoulli", False)
+
+    assert key(named) == key(by_hand) != key(make_cfg("pretrain=dec", tiny=False))
