@@ -84,3 +84,16 @@ def test_unknown_method_is_a_config_error():
     z, _ = blobs()
     with pytest.raises(ConfigError, match="pretrain.init must be one of"):
         prior_init.initialise(z, 3, init_cfg(init="spectral"), seed=0)
+
+
+def test_one_draw_is_the_plain_method_and_more_draws_are_reproducible():
+    z, y = blobs()
+    plain = prior_init.initialise(z, 3, init_cfg(init="kmeans"), seed=3)
+    one = prior_init.initialise(z, 3, init_cfg(init="kmeans", init_draws=1), seed=3)
+    np.testing.assert_array_equal(plain.partition, one.partition)
+    assert prior_init.draw_seeds(3, 4)[0] == 3 and len(set(prior_init.draw_seeds(3, 4))) == 4
+    three = prior_init.initialise(z, 3, init_cfg(init="kmeans", init_draws=3), seed=3)
+    again = prior_init.initialise(z, 3, init_cfg(init="kmeans", init_draws=3), seed=3)
+    np.testing.assert_array_equal(three.partition, again.partition)
+    assert len({(a, b) for a, b in zip(y, three.partition)}) == 3  # separated blobs: every draw agrees
+    assert three.draws_agreement == 1.0

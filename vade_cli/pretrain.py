@@ -199,6 +199,7 @@ def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfi
         "means": means.cpu(),
         "variances": variances.cpu(),
         "log_likelihood": init.log_likelihood,  # mean per-sample log-likelihood of the latent means
+        "draws_agreement": init.draws_agreement,  # mean NMI between the init_draws partitions
         "metrics": metrics.scores(y, pred),
         "partition_metrics": metrics.scores(y, init.partition),
         "partition": torch.as_tensor(init.partition, dtype=torch.long),

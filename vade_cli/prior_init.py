@@ -10,7 +10,9 @@ Every method returns the same thing, a partition of the latent means and the pri
             (min_dist 0), a full-covariance GMM there gives the partition, and the partition's
             moments in VaDE's latent space become the prior.
 
-No method sees labels. Randomness comes from the run's seed only.
+With `init_draws` > 1 the method runs that many times from different seeds and the central
+partition of the draws (vade_cli/consensus.py) is kept: UMAP's random state alone moves a
+partition by several points. No method sees labels. Randomness comes from the run's seed only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from omegaconf import DictConfig
 from sklearn.cluster import KMeans
 from sklearn.mixture import GaussianMixture
 
+from vade_cli.consensus import central_partition
 from vade_cli.errors import ConfigError
 
 METHODS = ("gmm", "kmeans", "umap")
@@ -39,6 +42,7 @@ class PriorInit:
     variances: np.ndarray  # [K,J]
     partition: np.ndarray  # [N] the method's own cluster of every point
     log_likelihood: float  # mean per-sample log-likelihood of z under the diagonal mixture (label-free)
+    draws_agreement: float = 1.0  # mean pairwise NMI between the init_draws partitions (1: one draw)
 
 
 def cluster_moments(z: np.ndarray, partition: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,14 +111,21 @@ def _umap(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> np.ndarray:
 _PARTITIONERS = {"gmm": _gmm, "kmeans": _kmeans, "umap": _umap}
 
 
+def draw_seeds(seed: int, draws: int) -> list[int]:
+    """The run's seed for the first draw (so one draw is the plain method), derived seeds after it."""
+    return [seed] + [int(np.random.SeedSequence([seed, r]).generate_state(1)[0] >> 1) for r in range(1, draws)]
+
+
 def initialise(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> PriorInit:
     """Partition the latent means `z` [N,J] with `cfg.init` and return the prior that partition implies."""
     method = str(cfg.init)
     if method not in _PARTITIONERS:
         raise ConfigError(f"pretrain.init must be one of {', '.join(METHODS)}, got '{method}'")
     with _torch_threads_kept():
-        partition = _PARTITIONERS[method](z, k, cfg, seed)
+        draws = [_PARTITIONERS[method](z, k, cfg, s) for s in draw_seeds(seed, int(cfg.get("init_draws", 1)))]
+    partition, draws_agreement = central_partition(draws, k)
     weights, means, variances = cluster_moments(z, partition, k)
     if cfg.get("uniform_pi", False):
         weights = np.full(k, 1.0 / k)
-    return PriorInit(weights, means, variances, partition, diagonal_log_likelihood(z, weights, means, variances))
+    return PriorInit(weights, means, variances, partition, diagonal_log_likelihood(z, weights, means, variances),
+                     draws_agreement)

@@ -99,6 +99,7 @@ def check_config(cfg: DictConfig) -> None:
     one_of("pretrain.output_refit_scope", pre.output_refit_scope, pretrain.REFIT_SCOPES)
     positive_int("pretrain.init_restarts", pre.init_restarts)
     positive_int("pretrain.umap_neighbors", pre.umap_neighbors)
+    positive_int("pretrain.init_draws", pre.init_draws)
     non_negative_int("pretrain.output_refit_epochs", pre.output_refit_epochs)
 
     train = cfg.train
