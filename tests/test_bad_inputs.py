@@ -60,6 +60,7 @@ CASES = {
     "n_clusters above N": (["n_clusters=5000"], "n_clusters"),
     "epochs negative": (["train.epochs=-1"], "train.epochs"),
     "pretrain epochs 0": (["pretrain.epochs=0"], "pretrain.epochs"),
+    "init draws 0": (["pretrain.init_draws=0"], "pretrain.init_draws"),
     "batch size 0": (["train.batch_size=0"], "train.batch_size"),
     "batch size above N": (["train.batch_size=100000"], "train.batch_size"),
     "lr 0": (["train.lr=0"], "train.lr"),

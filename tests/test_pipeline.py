@@ -174,3 +174,13 @@ def test_a_resumed_run_says_which_session_its_times_count(make_cfg, tmp_path):
     assert "session" not in captured.get()
     assert report_md.RESUMED_NOTES["train"] in report_md._timing_section(again)
     assert not any("Resumed" in line for line in report_md._timing_section(first))
+
+
+def test_init_draws_reach_the_report(make_cfg, tmp_path):
+    """Several init draws give one partition, and report.json says how much the draws agreed."""
+    result = train_run(make_cfg("dataset=synthetic", "train.epochs=0", "pretrain.init=kmeans", "pretrain.init_draws=3"),
+                       tmp_path / "run", progress_enabled=False)
+    agreement = result["init"]["draws_agreement"]
+    assert 0.0 < agreement <= 1.0
+    snapshot = json.loads((tmp_path / "run" / "gmm_init.json").read_text())
+    assert snapshot["draws_agreement"] == agreement

@@ -160,6 +160,7 @@ def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x
         "metrics": {"gmm_init": snapshot["metrics"], "final": final},
         "final_elbo": -history[-1]["loss"] if history else None,
         "init": {"method": snapshot.get("method", "gmm"), "log_likelihood": snapshot.get("log_likelihood"),
+                 "draws_agreement": snapshot.get("draws_agreement"),
                  "partition_metrics": snapshot.get("partition_metrics")},
         "cluster_sizes": np.bincount(pred, minlength=int(cfg.n_clusters)).tolist(),
         "epochs": len(history),
