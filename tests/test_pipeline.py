@@ -184,3 +184,4 @@ def test_init_draws_reach_the_report(make_cfg, tmp_path):
     assert 0.0 < agreement <= 1.0
     snapshot = json.loads((tmp_path / "run" / "gmm_init.json").read_text())
     assert snapshot["draws_agreement"] == agreement
+    assert len(snapshot["draws_metrics"]) == 3 and all(set(m) == {"acc", "nmi", "ari"} for m in snapshot["draws_metrics"])

@@ -202,6 +202,7 @@ def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfi
         "draws_agreement": init.draws_agreement,  # mean NMI between the init_draws partitions
         "metrics": metrics.scores(y, pred),
         "partition_metrics": metrics.scores(y, init.partition),
+        "draws_metrics": [metrics.scores(y, d) for d in init.draws or []] if y is not None else [],  # reporting only
         "partition": torch.as_tensor(init.partition, dtype=torch.long),
         "prediction": torch.as_tensor(pred, dtype=torch.long),  # the prior's own clusters: VaDE's start
         "seconds": time.perf_counter() - start,

@@ -43,6 +43,7 @@ class PriorInit:
     partition: np.ndarray  # [N] the method's own cluster of every point
     log_likelihood: float  # mean per-sample log-likelihood of z under the diagonal mixture (label-free)
     draws_agreement: float = 1.0  # mean pairwise NMI between the init_draws partitions (1: one draw)
+    draws: list[np.ndarray] | None = None  # the init_draws partitions the consensus came from
 
 
 def cluster_moments(z: np.ndarray, partition: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -128,4 +129,4 @@ def initialise(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> PriorInit:
     if cfg.get("uniform_pi", False):
         weights = np.full(k, 1.0 / k)
     return PriorInit(weights, means, variances, partition, diagonal_log_likelihood(z, weights, means, variances),
-                     draws_agreement)
+                     draws_agreement, draws)
