@@ -241,3 +241,18 @@ def test_vade_run_resumed_with_other_threads_ends_with_the_rounding_note(tmp_pat
     notes = [line for line in lines if "other device settings" in line]
     assert len(notes) == 1 and "threads 1 -> 2" in notes[0] and notes[0].endswith("not bit for bit")
     assert lines[-1] == notes[0]  # last, after the summary
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    """Run folders outlive releases: a key added since the run began takes today's default."""
+    from omegaconf import OmegaConf
+
+    from vade_cli.cli import resume_config
+
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    old = OmegaConf.create(OmegaConf.to_container(compose_config(["pretrain.lr=0.5"], tmp_path)))
+    del old.pretrain["init_draws"]
+    OmegaConf.save(old, run_dir / ".hydra" / "config.yaml")
+    resumed, _, _ = resume_config(compose_config([f"resume={run_dir}"], tmp_path), [f"resume={run_dir}"])
+    assert resumed.pretrain.init_draws == 1 and resumed.pretrain.lr == 0.5  # the saved settings still win

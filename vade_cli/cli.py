@@ -61,6 +61,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
     missing = [k for k in ("task", "dataset", "model", "pretrain", "train", "seed") if k not in resumed]
     if missing:
         raise CheckpointError(f"{saved} is not a vade-cli run config (missing {', '.join(missing)})")
+    resumed = with_new_keys(resumed, cfg)
     changed = device_changes(resumed.get("device") or {}, cfg.get("device") or {})
     for group in ("device", "report", "logger"):
         resumed[group] = cfg.get(group, {})
@@ -70,6 +71,27 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
         # the run follows from its config and seed, so starting it over in place gives the same result.
         report.console.print(f"note: {run_dir} has no checkpoint yet; the run starts over from its saved config")
     return resumed, run_dir, changed
+
+
+# Groups whose every choice has the same keys, so today's defaults can stand in for keys added since.
+BACKFILLED = ("model", "pretrain", "train")
+
+
+def with_new_keys(saved: DictConfig, now: DictConfig) -> DictConfig:
+    """`saved` with the settings vade-cli gained after the run started, at their defaults.
+
+    A new setting's default keeps the behaviour it was added to (e.g. `pretrain.init_draws=1`), so
+    the run continues as it began; without this, an older run folder could not be resumed.
+    """
+    added = []
+    for group in BACKFILLED:
+        for key, value in (now.get(group) or {}).items():
+            if group in saved and key not in saved[group]:
+                saved[group][key] = value
+                added.append(f"{group}.{key}")
+    if added:
+        report.console.print(f"note: settings added since this run started take their defaults: {', '.join(added)}")
+    return saved
 
 
 def device_changes(saved: DictConfig | dict, now: DictConfig | dict) -> str:
