@@ -1,6 +1,7 @@
 """The central partition of several draws: renaming, majority vote, agreement."""
 
 import numpy as np
+import pytest
 
 from vade_cli.consensus import central_partition, renamed_like
 
@@ -20,7 +21,7 @@ def test_identical_draws_give_that_partition_and_full_agreement():
     draws = [y, np.array([1, 2, 3, 0])[y], np.array([3, 2, 1, 0])[y]]
     partition, agreement = central_partition(draws, 4)
     assert len({(a, b) for a, b in zip(y, partition)}) == 4  # the same clusters, whatever their names
-    assert agreement == 1.0
+    assert agreement == pytest.approx(1.0)
 
 
 def test_the_majority_mends_each_draws_own_mistakes():
@@ -43,3 +44,11 @@ def test_one_draw_is_returned_as_it_is():
     y = truth()
     partition, agreement = central_partition([y], 4)
     assert partition is y and agreement == 1.0
+
+
+def test_a_draw_with_an_empty_cluster_is_still_matched():
+    y = truth()
+    merged = np.where(y == 3, 2, y)  # cluster 3 empty in this draw
+    partition, agreement = central_partition([y, np.array([1, 0, 3, 2])[y], merged], 4)
+    np.testing.assert_array_equal(renamed_like(partition, y, 4), y)
+    assert 0.0 < agreement < 1.0

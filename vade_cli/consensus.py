@@ -1,4 +1,4 @@
-"""One partition from several partitions of the same points (`pretrain.umap_runs`).
+"""One partition from several partitions of the same points (`pretrain.init_draws`).
 
 UMAP's random state alone moves an N2D partition of the same latent means by several ACC points,
 so one embedding is a draw from a lottery. The central partition of several draws is steadier:
@@ -11,33 +11,27 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import normalized_mutual_info_score
+
+from vade_cli.metrics import contingency, nmi_from_table
 
 VOTE_ROUNDS = 3  # the vote settles in one or two rounds; more rounds change nothing
 
 
-def contingency(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
-    """[K,K] counts of points in cluster i of `a` and cluster j of `b`."""
-    table = np.zeros((k, k), dtype=np.int64)
-    np.add.at(table, (a, b), 1)
-    return table
-
-
 def renamed_like(partition: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
     """`partition` with its cluster names swapped for the reference's names they overlap most."""
-    rows, cols = linear_sum_assignment(contingency(partition, reference, k), maximize=True)
+    rows, cols = linear_sum_assignment(contingency(reference, partition, k), maximize=True)
     names = np.empty(k, dtype=np.int64)
     names[rows] = cols
     return names[partition]
 
 
-def agreement(partitions: list[np.ndarray]) -> np.ndarray:
+def agreement(partitions: list[np.ndarray], k: int) -> np.ndarray:
     """[R,R] NMI between every pair of draws (1 on the diagonal)."""
     r = len(partitions)
     table = np.ones((r, r))
     for i in range(r):
         for j in range(i + 1, r):
-            table[i, j] = table[j, i] = normalized_mutual_info_score(partitions[i], partitions[j])
+            table[i, j] = table[j, i] = nmi_from_table(contingency(partitions[i], partitions[j], k))
     return table
 
 
@@ -48,7 +42,7 @@ def central_partition(partitions: list[np.ndarray], k: int) -> tuple[np.ndarray,
     """
     if len(partitions) == 1:
         return partitions[0], 1.0
-    nmi = agreement(partitions)
+    nmi = agreement(partitions, k)
     current = partitions[int(np.argmax(nmi.sum(1)))]  # the medoid draw starts the vote and breaks its ties
     points = np.arange(len(current))
     for _ in range(VOTE_ROUNDS):

@@ -12,10 +12,11 @@ from scipy.stats import entropy
 from sklearn.metrics import mutual_info_score
 
 
-def contingency(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """Counts [n_clusters, n_classes]: row = predicted cluster, column = true class."""
+def contingency(y_true: np.ndarray, y_pred: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Counts [n_clusters, n_classes]: row = predicted cluster, column = true class ([k, k] when given,
+    so two partitions with a cluster empty in either still get a square table)."""
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    n_rows, n_cols = int(y_pred.max()) + 1, int(y_true.max()) + 1
+    n_rows, n_cols = (k, k) if k is not None else (int(y_pred.max()) + 1, int(y_true.max()) + 1)
     return np.bincount(y_pred * n_cols + y_true, minlength=n_rows * n_cols).reshape(n_rows, n_cols)
 
 
