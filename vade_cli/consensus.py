@@ -10,19 +10,16 @@ contingency table). Nothing here sees labels: the draws are only compared with e
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from vade_cli.metrics import contingency, nmi_from_table
+from vade_cli.metrics import best_matching, contingency, nmi_from_table
 
 VOTE_ROUNDS = 3  # the vote settles in one or two rounds; more rounds change nothing
 
 
 def renamed_like(partition: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
     """`partition` with its cluster names swapped for the reference's names they overlap most."""
-    rows, cols = linear_sum_assignment(contingency(reference, partition, k), maximize=True)
-    names = np.empty(k, dtype=np.int64)
-    names[rows] = cols
-    return names[partition]
+    names = best_matching(reference, partition, k)
+    return np.array([names[c] for c in range(k)])[partition]
 
 
 def agreement(partitions: list[np.ndarray], k: int) -> np.ndarray:

@@ -20,9 +20,10 @@ def contingency(y_true: np.ndarray, y_pred: np.ndarray, k: int | None = None) ->
     return np.bincount(y_pred * n_cols + y_true, minlength=n_rows * n_cols).reshape(n_rows, n_cols)
 
 
-def best_matching(y_true: np.ndarray, y_pred: np.ndarray) -> dict[int, int]:
-    """Cluster -> class that maximises matched samples (one cluster per class; extra clusters unmatched)."""
-    table = contingency(y_true, y_pred)
+def best_matching(y_true: np.ndarray, y_pred: np.ndarray, k: int | None = None) -> dict[int, int]:
+    """Cluster -> class that maximises matched samples (one cluster per class; extra clusters unmatched;
+    with `k`, every one of k clusters gets one of k names)."""
+    table = contingency(y_true, y_pred, k)
     rows, cols = linear_sum_assignment(table, maximize=True)
     return dict(zip(rows.tolist(), cols.tolist()))
 
