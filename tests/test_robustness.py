@@ -243,8 +243,11 @@ def test_vade_run_resumed_with_other_threads_ends_with_the_rounding_note(tmp_pat
     assert lines[-1] == notes[0]  # last, after the summary
 
 
-def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path):
-    """Run folders outlive releases: a key added since the run began takes today's default."""
+def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path, capsys, monkeypatch):
+    """Run folders outlive releases: a key added since the run began takes today's default, said in one line."""
+    from vade_cli import report
+
+    monkeypatch.setattr(report.console, "width", 40)  # a narrow terminal or a log file must not split the note
     from omegaconf import OmegaConf
 
     from vade_cli.cli import resume_config
@@ -256,3 +259,5 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path)
     OmegaConf.save(old, run_dir / ".hydra" / "config.yaml")
     resumed, _, _ = resume_config(compose_config([f"resume={run_dir}"], tmp_path), [f"resume={run_dir}"])
     assert resumed.pretrain.init_draws == 1 and resumed.pretrain.lr == 0.5  # the saved settings still win
+    added = [line for line in capsys.readouterr().err.splitlines() if "settings added" in line]
+    assert added == ["note: settings added since this run started take their defaults: pretrain.init_draws"]

@@ -90,7 +90,8 @@ def with_new_keys(saved: DictConfig, now: DictConfig) -> DictConfig:
                 saved[group][key] = value
                 added.append(f"{group}.{key}")
     if added:
-        report.console.print(f"note: settings added since this run started take their defaults: {', '.join(added)}")
+        report.console.print(f"note: settings added since this run started take their defaults: {', '.join(added)}",
+                             highlight=False, soft_wrap=True)
     return saved
 
 
