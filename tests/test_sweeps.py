@@ -346,7 +346,8 @@ def test_concurrent_writers_of_one_cache_key_leave_one_valid_file(tmp_path):
         ("reuters10k", {"dataset.name": "reuters10k", "n_clusters": 4, "train.epochs": 15, "train.lr": 0.002,
                         "train.lr_decay": 0.5, "train.lr_decay_every": 5, "model.obs_variance": 0.5}),
         ("fashion_mnist", {"dataset.name": "fashion_mnist", "n_clusters": 10, "train.epochs": 300,
-                           "pretrain.name": "dec_adam", "pretrain.optimizer": "adam", "pretrain.lr": 0.001}),
+                           "pretrain.name": "dec_adam", "pretrain.optimizer": "adam", "pretrain.lr": 0.001,
+                           "pretrain.init_draws": 5}),
         ("usps", {"dataset.name": "usps", "n_clusters": 10, "train.epochs": 300}),
     ],
 )  # fmt: skip
