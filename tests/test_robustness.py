@@ -245,12 +245,12 @@ def test_vade_run_resumed_with_other_threads_ends_with_the_rounding_note(tmp_pat
 
 def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path, capsys, monkeypatch):
     """Run folders outlive releases: a key added since the run began takes today's default, said in one line."""
-    from vade_cli import report
-
-    monkeypatch.setattr(report.console, "width", 40)  # a narrow terminal or a log file must not split the note
     from omegaconf import OmegaConf
 
+    from vade_cli import report
     from vade_cli.cli import resume_config
+
+    monkeypatch.setattr(report.console, "width", 40)  # a narrow terminal or a log file must not split the note
 
     run_dir = tmp_path / "run"
     (run_dir / ".hydra").mkdir(parents=True)
