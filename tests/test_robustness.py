@@ -144,12 +144,12 @@ def test_nan_in_a_batch_stops_at_the_step_and_keeps_the_last_good_checkpoint(mak
     original = VaDE.negative_elbo
     calls = {"n": 0}
 
-    def poisoned(self, x, eps, anchor=None):
+    def poisoned(self, x, eps, anchor=None, anchor_weight=None):
         calls["n"] += 1
         if calls["n"] == 7:  # epoch 3 of 3-step epochs, its first step
             x = x.clone()
             x[0, 0] = float("nan")
-        return original(self, x, eps, anchor)
+        return original(self, x, eps, anchor, anchor_weight)
 
     monkeypatch.setattr(VaDE, "negative_elbo", poisoned)
     with pytest.raises(TrainingDiverged, match=r"epoch 3, step 0"):

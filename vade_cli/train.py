@@ -122,6 +122,15 @@ def step_lr_factor(decay: float, every: int, floor: float, warmup: int = 0) -> C
     return lambda epoch: min(1.0, (epoch + 1) / (warmup + 1)) * max(decay ** (epoch // every), floor)
 
 
+def anchor_weight_schedule(anchor_epochs: int, release_epochs: int) -> Callable[[int], float]:
+    """The anchored partition's weight in q(c|x) per epoch: 1 for `anchor_epochs`, then falling linearly
+    over `release_epochs` (1 - 1/(R+1), ..., 1/(R+1)), then 0: VaDE's own q(c|x) = p(c|z).
+
+    A gradual release lets the encoder follow p(c|z) where it departs from the partition a little at a
+    time, instead of all points switching to their p(c|z) cluster in one step."""
+    return lambda epoch: min(1.0, max(0.0, (anchor_epochs + release_epochs - epoch) / (release_epochs + 1)))
+
+
 def run_phase(
     phase: Phase,
     stop: StopRequest,
@@ -320,13 +329,17 @@ def fit(
     loss_fn = maybe_compile(model.negative_elbo, device_cfg, x.device)
 
     anchor_epochs = int(cfg.get("anchor_epochs", 0)) if anchor is not None else 0
+    release_epochs = int(cfg.get("anchor_release_epochs", 0)) if anchor is not None else 0
+    weight_of = anchor_weight_schedule(anchor_epochs, release_epochs)
     current = {"epoch": resume["epoch"] if resume is not None else 0}
 
     def step(idx: Tensor):
         eps = torch.randn(len(idx), latent_dim, generator=generator, device=x.device)
-        held = anchor[idx] if current["epoch"] < anchor_epochs else None
+        weight = weight_of(current["epoch"])
+        held = anchor[idx] if weight > 0.0 else None
+        partial = torch.tensor(weight, device=x.device) if 0.0 < weight < 1.0 else None
         with autocast(device_cfg, x.device):
-            return loss_fn(x[idx], eps, held)
+            return loss_fn(x[idx], eps, held, partial)
 
     def epoch_end(history: list[dict[str, Any]], assignments: Tensor | None) -> None:
         current["epoch"] = len(history)
