@@ -114,3 +114,13 @@ def test_cuda_without_gpu_is_one_line(tmp_path, monkeypatch, capsys):
     code = run_cli(["device=cuda", f"hydra.run.dir={tmp_path}/run"], monkeypatch)
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "CUDA" in err
+
+
+def test_compile_on_the_cpu_without_a_compiler_is_one_line(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    code = run_cli(["device=cpu", "device.compile=true", f"hydra.run.dir={tmp_path}/run"], monkeypatch)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "device.compile" in err and "g++" in err
+    assert not (tmp_path / "run").exists() or {p.name for p in (tmp_path / "run").iterdir()} <= HYDRA_OWN

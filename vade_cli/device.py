@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,23 @@ def autocast(cfg: DictConfig | None, device: torch.device):
 
 
 def maybe_compile(fn, cfg: DictConfig | None, device: torch.device):
-    """torch.compile the loss function on CUDA when `device.compile` is set."""
-    if cfg is not None and device.type == "cuda" and bool(cfg.get("compile", False)):
+    """torch.compile the loss function when `device.compile` is set (CUDA or CPU).
+
+    The compiled step fuses the prior's and the ELBO's many small operations; compiling takes tens of
+    seconds per variant of the step (held, partly released, free q(c|x)), so it pays on long runs only.
+    """
+    if cfg is not None and bool(cfg.get("compile", False)):
         return torch.compile(fn)
     return fn
+
+
+def check_compile(cfg: DictConfig) -> None:
+    """torch.compile on the CPU builds C++ kernels: without a compiler it would fail mid-run, so say so now."""
+    if not bool(cfg.get("compile", False)) or cfg.type == "cuda" or (cfg.type == "auto" and torch.cuda.is_available()):
+        return
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        raise ConfigError(
+            f"device.compile=true on the CPU needs a C++ compiler ({compiler} not found); "
+            "install one (apt-get install g++) or set device.compile=false"
+        )

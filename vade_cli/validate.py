@@ -123,7 +123,9 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.device.threads is not None:
         positive_int("device.threads", cfg.device.threads)
 
-    from vade_cli import objective, trackers
+    from vade_cli import device, objective, trackers
+
+    device.check_compile(cfg.device)
 
     one_of("objective", cfg.get("objective", "final_elbo"), tuple(objective.OBJECTIVES))
     trackers.check(cfg.get("logger"))

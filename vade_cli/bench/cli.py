@@ -20,7 +20,7 @@ from vade_cli.bench.memory import finish_memory_probe, probe_memory, start_memor
 from vade_cli.bench.results import device_name, figure, print_results, run_summary, targets
 from vade_cli.bench.settings import Settings, Shape, build_vade, product_config, seeded
 from vade_cli.bench.timing import Clock, measure
-from vade_cli.device import configure, cpu_has_native_bf16, resolve_device
+from vade_cli.device import check_compile, configure, cpu_has_native_bf16, resolve_device
 from vade_cli.errors import ConfigError
 from vade_cli.validate import int_list_arg, positive_int_arg
 
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     parser.add_argument("--amp-bf16", choices=AMP_BF16, default="auto",
                         help="device.amp_bf16: bf16 autocast as a run applies it (default auto: CUDA, CPUs with native bf16)")  # fmt: skip
-    parser.add_argument("--compile", action="store_true", help="CUDA: torch.compile the step losses (device.compile)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the step losses (device.compile)")
     parser.add_argument("--batch-sizes", default="100,256", help="comma-separated (default 100,256)")
     parser.add_argument("--repeats", type=positive_int_arg, help="timed repeats per figure (default 5, quick 2)")
     parser.add_argument("--run-repeats", type=positive_int_arg,
@@ -71,6 +71,7 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     cfg = product_config(config_overrides(args))
+    check_compile(cfg.device)
     shape = Shape.from_config(cfg, 64, 2_000) if args.quick else Shape.from_config(cfg, 784, 70_000)
     return Settings(
         device=resolve_device(cfg.device),
@@ -156,9 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.compile and settings.device.type != "cuda":
-        print("--compile is CUDA-only, as device.compile is", file=sys.stderr)
         return 2
     configure(settings.device_cfg, settings.device)
     if args.probe_memory:
