@@ -337,9 +337,9 @@ def fit(
         eps = torch.randn(len(idx), latent_dim, generator=generator, device=x.device)
         weight = weight_of(current["epoch"])
         held = anchor[idx] if weight > 0.0 else None
-        partial = torch.tensor(weight, device=x.device) if 0.0 < weight < 1.0 else None
+        mixed = torch.tensor(weight, device=x.device) if 0.0 < weight < 1.0 else None  # partly released
         with autocast(device_cfg, x.device):
-            return loss_fn(x[idx], eps, held, partial)
+            return loss_fn(x[idx], eps, held, mixed)
 
     def epoch_end(history: list[dict[str, Any]], assignments: Tensor | None) -> None:
         current["epoch"] = len(history)
