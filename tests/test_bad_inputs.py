@@ -61,6 +61,7 @@ CASES = {
     "epochs negative": (["train.epochs=-1"], "train.epochs"),
     "pretrain epochs 0": (["pretrain.epochs=0"], "pretrain.epochs"),
     "init draws 0": (["pretrain.init_draws=0"], "pretrain.init_draws"),
+    "flush_denormal not a bool": (["device.flush_denormal=maybe"], "device.flush_denormal"),
     "release epochs negative": (["train.anchor_release_epochs=-2"], "train.anchor_release_epochs"),
     "batch size 0": (["train.batch_size=0"], "train.batch_size"),
     "batch size above N": (["train.batch_size=100000"], "train.batch_size"),

@@ -30,7 +30,16 @@ def resolve_device(cfg: DictConfig) -> torch.device:
 
 
 def configure(cfg: DictConfig, device: torch.device) -> None:
-    """Threads on the CPU; TF32 on CUDA (both from the device config)."""
+    """Threads and subnormal flushing on the CPU; TF32 on CUDA (from the device config).
+
+    A pretrained network's Adam state holds millions of subnormal floats (squared gradients below
+    1e-38), and x86 cores take a slow path for each: a VaDE step from a pretrained MNIST network ran
+    at about twice the time of one from a fresh network. Flushing them to zero costs nothing in
+    accuracy here (a 10-epoch MNIST run gave bit-identical checkpoints either way; README: Performance).
+    It is set before the thread count, so the OpenMP workers, created later, inherit it.
+    """
+    if device.type == "cpu":
+        torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
     threads = cfg.get("threads")
     torch.set_num_threads(int(threads) if threads else len(os.sched_getaffinity(0)))
     if device.type == "cuda":

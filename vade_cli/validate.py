@@ -122,6 +122,8 @@ def check_config(cfg: DictConfig) -> None:
     non_negative_int("train.warmup_epochs", train.warmup_epochs)
     if cfg.device.threads is not None:
         positive_int("device.threads", cfg.device.threads)
+    if cfg.device.get("flush_denormal", True) not in (True, False):
+        raise ConfigError(f"device.flush_denormal must be true or false, got {cfg.device.flush_denormal!r}")
 
     from vade_cli import device, objective, trackers
 

@@ -1,0 +1,36 @@
+"""`vade_cli.device.configure`: the CPU settings a run applies before any work."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from vade_cli.device import configure
+
+SUBNORMAL = 1e-39  # below float32's smallest normal number, 1.18e-38
+
+
+def flushes() -> bool:
+    return (torch.tensor([SUBNORMAL]) * 1.0).item() == 0.0
+
+
+@pytest.fixture(autouse=True)
+def restore_cpu_state():
+    threads, flushed = torch.get_num_threads(), flushes()
+    yield
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(flushed)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_subnormals_are_flushed_to_zero_unless_asked_not_to(flush):
+    configure(OmegaConf.create({"threads": 1, "flush_denormal": flush}), torch.device("cpu"))
+    assert flushes() == flush
+    if not flush:
+        assert (torch.tensor([SUBNORMAL]) * 1.0).item() == pytest.approx(SUBNORMAL, rel=1e-3)
+
+
+def test_a_config_without_the_setting_flushes():
+    """Run folders saved before `device.flush_denormal` existed resume with it on."""
+    torch.set_flush_denormal(False)
+    configure(OmegaConf.create({"threads": 1}), torch.device("cpu"))
+    assert flushes()
