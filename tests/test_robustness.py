@@ -227,6 +227,27 @@ def test_resume_names_the_device_settings_it_changes(tmp_path):
     assert resumed.device.threads == 1
 
 
+def test_resume_keeps_the_saved_device_settings_it_is_not_told_to_change(tmp_path):
+    """A run begun with device.threads=1 (beside another job) resumes on 1 thread, not on all cores,
+    unless the resume command names another count; what it names is the only change."""
+    from omegaconf import OmegaConf
+
+    from vade_cli.cli import resume_config
+
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    saved = compose_config(["device=cpu", "device.threads=1", "device.amp_bf16=false", "report.figures=false"], tmp_path)
+    OmegaConf.save(saved, run_dir / ".hydra" / "config.yaml")
+
+    def resume(*overrides: str):
+        return resume_config(compose_config([*overrides, f"resume={run_dir}"], tmp_path), [f"resume={run_dir}", *overrides])
+
+    resumed, _, changed = resume()
+    assert (resumed.device.threads, resumed.device.amp_bf16, resumed.report.figures, changed) == (1, False, False, "")
+    resumed, _, changed = resume("device.threads=2")
+    assert (resumed.device.threads, resumed.device.amp_bf16, changed) == (2, False, "threads 1 -> 2")
+
+
 def test_vade_run_resumed_with_other_threads_ends_with_the_rounding_note(tmp_path, monkeypatch, capsys):
     """The note reaches the user, as one line, after the resumed run's summary."""
     monkeypatch.chdir(tmp_path)

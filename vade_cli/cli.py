@@ -62,9 +62,11 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
     if missing:
         raise CheckpointError(f"{saved} is not a vade-cli run config (missing {', '.join(missing)})")
     resumed = with_new_keys(resumed, cfg)
-    changed = device_changes(resumed.get("device") or {}, cfg.get("device") or {})
-    for group in ("device", "report", "logger"):
-        resumed[group] = cfg.get(group, {})
+    saved_device = resumed.get("device") or {}
+    for group in ("device", "report"):
+        resumed[group] = kept_unless_named(resumed.get(group), cfg.get(group, {}), group, overrides)
+    resumed.logger = cfg.get("logger", {})
+    changed = device_changes(saved_device, resumed.device)
     resumed.resume = str(run_dir)
     if not (run_dir / checkpoint.LAST).is_file() and not (run_dir / checkpoint.PRETRAIN).is_file():
         # Stopped before its first checkpoint (e.g. right after a pretraining-cache hit): every number of
@@ -93,6 +95,20 @@ def with_new_keys(saved: DictConfig, now: DictConfig) -> DictConfig:
         report.console.print(f"note: settings added since this run started take their defaults: {', '.join(added)}",
                              highlight=False, soft_wrap=True)
     return saved
+
+
+def kept_unless_named(saved: DictConfig | None, now: DictConfig, group: str, overrides: list[str]) -> DictConfig:
+    """A resumed run's settings of `group`: the saved ones (today's defaults for keys added since), with
+    only the keys this command names (`device.threads=1`) taken from it; naming the group itself
+    (`device=cpu`) takes the whole new group. A resume that names nothing runs as the run began."""
+    named = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    if saved is None or group in named:
+        return now
+    kept = OmegaConf.merge(now, saved)
+    for key in named:
+        if key.startswith(group + "."):
+            OmegaConf.update(kept, key[len(group) + 1 :], OmegaConf.select(now, key[len(group) + 1 :]), merge=False)
+    return kept
 
 
 def device_changes(saved: DictConfig | dict, now: DictConfig | dict) -> str:
