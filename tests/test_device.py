@@ -3,6 +3,7 @@
 import pytest
 import torch
 from omegaconf import OmegaConf
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from vade_cli.device import configure
 
@@ -16,9 +17,20 @@ def flushes() -> bool:
 @pytest.fixture(autouse=True)
 def restore_cpu_state():
     threads, flushed = torch.get_num_threads(), flushes()
-    yield
+    with threadpool_limits(limits=None):  # restores every native pool's count on the way out
+        yield
     torch.set_num_threads(threads)
     torch.set_flush_denormal(flushed)
+
+
+def test_threads_cap_the_blas_and_openmp_pools_too():
+    """UMAP's spectral layout (scipy/BLAS) gave another partition with 2 BLAS threads than with 1, so
+    `device.threads` caps every native pool, not only torch's."""
+    import numpy as np  # noqa: F401  (loads its BLAS, so there is a pool to cap)
+
+    configure(OmegaConf.create({"threads": 1}), torch.device("cpu"))
+    pools = threadpool_info()
+    assert pools and all(p["num_threads"] == 1 for p in pools), pools
 
 
 @pytest.mark.parametrize("flush", [True, False])

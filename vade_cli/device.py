@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from threadpoolctl import threadpool_limits
 
 from vade_cli.errors import ConfigError
 
@@ -41,7 +42,12 @@ def configure(cfg: DictConfig, device: torch.device) -> None:
     if device.type == "cpu":
         torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
     threads = cfg.get("threads")
-    torch.set_num_threads(int(threads) if threads else len(os.sched_getaffinity(0)))
+    count = int(threads) if threads else len(os.sched_getaffinity(0))
+    torch.set_num_threads(count)
+    # numpy/scipy's BLAS and the OpenMP pools of scikit-learn and UMAP get the same count: UMAP's
+    # spectral layout rounds differently with another BLAS thread count, and the partition moved by
+    # several points of ACC between a joblib worker (1 BLAS thread) and a plain `device.threads=1` run.
+    threadpool_limits(limits=count)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = bool(cfg.get("tf32", True))
         torch.backends.cudnn.allow_tf32 = bool(cfg.get("tf32", True))
