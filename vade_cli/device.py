@@ -96,7 +96,7 @@ def maybe_compile(fn, cfg: DictConfig | None, device: torch.device):
     """torch.compile the loss function when `device.compile` is set (CUDA or CPU).
 
     The compiled step fuses the prior's and the ELBO's many small operations; compiling takes tens of
-    seconds per variant of the step (held, partly released, free q(c|x)), so it pays on long runs only.
+    seconds per variant of the step (held, partly released, free q(c|x)), so it can pay only on long runs.
     """
     if cfg is not None and bool(cfg.get("compile", False)):
         return torch.compile(fn)
