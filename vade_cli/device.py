@@ -105,7 +105,7 @@ def maybe_compile(fn, cfg: DictConfig | None, device: torch.device):
 
 def check_compile(cfg: DictConfig) -> None:
     """torch.compile on the CPU builds C++ kernels: without a compiler it would fail mid-run, so say so now."""
-    if not bool(cfg.get("compile", False)) or cfg.type == "cuda" or (cfg.type == "auto" and torch.cuda.is_available()):
+    if not bool(cfg.get("compile", False)) or resolve_device(cfg).type == "cuda":
         return
     compiler = os.environ.get("CXX", "g++")
     if shutil.which(compiler) is None:
