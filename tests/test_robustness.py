@@ -207,20 +207,27 @@ def test_resume_from_another_device_reseeds_the_stream_and_says_so(caplog):
     assert "resumed on cpu from a cuda checkpoint" in caplog.text
 
 
-def test_resume_names_the_device_settings_it_changes(tmp_path):
-    """device.threads may change on resume (it is how a run runs), but it costs bit-equality, so
-    resume_config names such changes; another device type is left to `restore_generator`'s warning."""
+def resumer_of_a_saved_run(saved_overrides: list[str], tmp_path):
+    """A run folder holding only the config composed from `saved_overrides`, and a function that
+    resolves `vade-run resume=<it> <overrides>` into resume_config's (config, run folder, changes)."""
     from omegaconf import OmegaConf
 
     from vade_cli.cli import resume_config
 
     run_dir = tmp_path / "run"
     (run_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(compose_config(["device=auto"], tmp_path), run_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(compose_config(saved_overrides, tmp_path), run_dir / ".hydra" / "config.yaml")
 
     def resume(*overrides: str):
         return resume_config(compose_config([*overrides, f"resume={run_dir}"], tmp_path), [f"resume={run_dir}", *overrides])
 
+    return resume
+
+
+def test_resume_names_the_device_settings_it_changes(tmp_path):
+    """device.threads may change on resume (it is how a run runs), but it costs bit-equality, so
+    resume_config names such changes; another device type is left to `restore_generator`'s warning."""
+    resume = resumer_of_a_saved_run(["device=auto"], tmp_path)
     assert resume("device=cpu")[2] == ""
     resumed, _, changed = resume("device=cpu", "device.threads=1", "device.amp_bf16=false")
     assert changed == "amp_bf16 auto -> False, threads None -> 1"
@@ -230,18 +237,8 @@ def test_resume_names_the_device_settings_it_changes(tmp_path):
 def test_resume_keeps_the_saved_device_settings_it_is_not_told_to_change(tmp_path):
     """A run begun with device.threads=1 (beside another job) resumes on 1 thread, not on all cores,
     unless the resume command names another count; what it names is the only change."""
-    from omegaconf import OmegaConf
-
-    from vade_cli.cli import resume_config
-
-    run_dir = tmp_path / "run"
-    (run_dir / ".hydra").mkdir(parents=True)
-    saved = compose_config(["device=cpu", "device.threads=1", "device.amp_bf16=false", "report.figures=false"], tmp_path)
-    OmegaConf.save(saved, run_dir / ".hydra" / "config.yaml")
-
-    def resume(*overrides: str):
-        return resume_config(compose_config([*overrides, f"resume={run_dir}"], tmp_path), [f"resume={run_dir}", *overrides])
-
+    resume = resumer_of_a_saved_run(
+        ["device=cpu", "device.threads=1", "device.amp_bf16=false", "report.figures=false"], tmp_path)
     resumed, _, changed = resume()
     assert (resumed.device.threads, resumed.device.amp_bf16, resumed.report.figures, changed) == (1, False, False, "")
     resumed, _, changed = resume("device.threads=2")
