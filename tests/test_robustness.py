@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY, compose_config, run_cli, vade_run
-from vade_cli import checkpoint, train
+from vade_cli import checkpoint, report, train
 from vade_cli.errors import CheckpointError, Interrupted, TrainingDiverged
 from vade_cli.model import VaDE
 from vade_cli.run import train_run
@@ -140,19 +140,35 @@ def test_truncated_and_foreign_checkpoints_are_named(tmp_path):
             checkpoint.load(bad)
 
 
-def test_nan_in_a_batch_stops_at_the_step_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path, monkeypatch):
+def _poison_from(monkeypatch, first: int, last: float) -> None:
+    """NaN in the input of VaDE's steps number `first` to `last` (counted from 1)."""
     original = VaDE.negative_elbo
     calls = {"n": 0}
 
     def poisoned(self, x, eps, anchor=None, anchor_weight=None):
         calls["n"] += 1
-        if calls["n"] == 7:  # epoch 3 of 3-step epochs, its first step
+        if first <= calls["n"] <= last:
             x = x.clone()
             x[0, 0] = float("nan")
         return original(self, x, eps, anchor, anchor_weight)
 
     monkeypatch.setattr(VaDE, "negative_elbo", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"epoch 3, step 0"):
+
+
+def test_one_nan_step_restarts_the_phase_from_its_last_good_epoch_with_a_smaller_lr(make_cfg, tmp_path, monkeypatch, caplog):
+    _poison_from(monkeypatch, 7, 7)  # epoch 3 of 3-step epochs, its first step
+    cfg = make_cfg(*SYNTH, "train.epochs=4", "train.warmup_epochs=0", "train.lr_decay=1.0")
+    with caplog.at_level("WARNING"):
+        result = train_run(cfg, tmp_path / "run", progress_enabled=False)
+    assert result["status"] == "completed" and result["epochs"] == 4
+    assert "restarted at epoch 1 with the lr x0.1" in caplog.text  # small data: the last copy is the phase's start
+    lrs = [row["lr"] for row in report.read_metrics_log(tmp_path / "run") if row["phase"] == "train"]
+    assert lrs == pytest.approx([cfg.train.lr * 0.1] * 4)
+
+
+def test_nan_that_persists_ends_in_one_message_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path, monkeypatch):
+    _poison_from(monkeypatch, 7, float("inf"))
+    with pytest.raises(TrainingDiverged, match=r"NaN/inf .* at epoch 1, step 0, also after 3 restarts.*set train.lr lower"):
         train_run(make_cfg(*SYNTH, "train.checkpoint_every=1"), tmp_path / "run", progress_enabled=False)
     last = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt", kind="train")
     assert last["epoch"] == 2

@@ -128,7 +128,9 @@ def timing_text(report: dict[str, Any]) -> str:
 
 def print_summary(report: dict[str, Any]) -> None:
     """One table: the prior init against final VaDE, and where the time went."""
-    table = Table(title=f"VaDE on {report['dataset']['name']} (K={report['n_clusters']}, seed {report['seed']})")
+    ds = report["dataset"]
+    table = Table(title=f"VaDE on {ds['name']} (K={report['n_clusters']}, seed {report['seed']}, "
+                        f"{ds['likelihood']} likelihood, scale {ds.get('scale', 'none')})")
     table.add_column("stage")
     for col in ("ACC", "NMI", "ARI"):
         table.add_column(col, justify="right")

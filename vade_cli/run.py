@@ -152,7 +152,7 @@ def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x
         "status": "completed",
         "run_dir": str(run_dir),
         "dataset": {"name": dataset.name, "n_samples": dataset.n_samples, "n_features": dataset.n_features,
-                    "likelihood": dataset.likelihood, "has_labels": dataset.y is not None,
+                    "likelihood": dataset.likelihood, "scale": dataset.scale, "has_labels": dataset.y is not None,
                     "image_shape": list(dataset.image_shape) if dataset.image_shape else None},
         "n_clusters": int(cfg.n_clusters),
         "seed": seed,

@@ -157,6 +157,7 @@ def run_phase(
 
     keys: list[str] | None = None
     last_save = time.monotonic()
+    good = _GoodState.take(phase, state, at_step=state.epoch * n_steps)
     while state.epoch < phase.epochs:
         if state.perm is None:
             state.perm = torch.randperm(n, generator=phase.generator, device=device)
@@ -171,7 +172,8 @@ def run_phase(
             terms, batch_assign = phase.step(idx)
             loss = terms["loss"]
             if sync_each_step and not math.isfinite(loss.item()):
-                raise TrainingDiverged(_diverged_message(phase, state.epoch, s))
+                first_bad.fill_(s)
+                break
             phase.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             phase.optimizer.step()
@@ -191,7 +193,13 @@ def run_phase(
                 progress.advance(task)
         bad_step = int(first_bad)  # one sync per epoch
         if bad_step >= 0 or not _parameters_finite(phase.module):
-            raise TrainingDiverged(_diverged_message(phase, state.epoch, bad_step if bad_step >= 0 else None))
+            where = _where(state.epoch, bad_step if bad_step >= 0 else None)
+            if good.restarts >= MAX_RESTARTS:
+                raise TrainingDiverged(_diverged_message(phase, where, good.restarts))
+            state = good.restore(phase)
+            log.warning("%s: NaN/inf at %s; restarted at epoch %d with the lr x%g (restart %d of %d)",
+                        phase.name, where, state.epoch + 1, LR_CUT, good.restarts, MAX_RESTARTS)
+            continue
         record: dict[str, Any] = {"epoch": state.epoch + 1, "lr": phase.optimizer.param_groups[0]["lr"]}
         record.update({k: v / n for k, v in zip(keys or [], state.sums.tolist())})
         assignments = state.assignments
@@ -211,7 +219,60 @@ def run_phase(
         if due or epoch == phase.epochs:
             _save(phase, state)
             last_save = time.monotonic()
+        if state.epoch * n_steps - good.at_step >= SNAPSHOT_EVERY_STEPS:
+            good = _GoodState.take(phase, state, good.restarts, state.epoch * n_steps)
     return state.history
+
+
+MAX_RESTARTS = 3  # restarts of a phase after NaN/inf, each from the last good epoch
+LR_CUT = 0.1  # each restart multiplies the phase's lr by this
+# A copy of the good state after the first epoch end at least this many steps past the last copy: its
+# cost stays under 1% of the steps, and the restart point depends on the data's size only (reproducible).
+SNAPSHOT_EVERY_STEPS = 200
+
+
+@dataclass
+class _GoodState:
+    """The phase as it stood after its last finite epoch (in memory), to restart from after a divergence."""
+
+    module: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    generator: Tensor
+    loop: dict[str, Any]
+    restarts: int
+    at_step: int  # the phase's step count when taken
+
+    @classmethod
+    def take(cls, phase: Phase, state: LoopState, restarts: int = 0, at_step: int = 0) -> _GoodState:
+        states = [_detached_copy(m.state_dict()) for m in (phase.module, phase.optimizer, phase.scheduler)]
+        loop = {**state.checkpoint_fields(), "history": [dict(r) for r in state.history]}
+        return cls(*states, phase.generator.get_state(), loop, restarts, at_step)
+
+    def restore(self, phase: Phase) -> LoopState:
+        """Put the good state back with the lr cut by LR_CUT (kept in the scheduler, so resume keeps it too)."""
+        self.restarts += 1
+        phase.module.load_state_dict(self.module)
+        phase.optimizer.load_state_dict(_detached_copy(self.optimizer))
+        phase.scheduler.load_state_dict(self.scheduler)
+        phase.generator.set_state(self.generator)
+        cut = LR_CUT ** self.restarts
+        phase.scheduler.base_lrs = [lr * cut for lr in self.scheduler["base_lrs"]]
+        for group, base in zip(phase.optimizer.param_groups, phase.scheduler.base_lrs):
+            group["initial_lr"] = base
+            group["lr"] *= cut
+        return LoopState.from_checkpoint(self.loop, phase.generator.device, self.loop.get("previous"))
+
+
+def _detached_copy(obj: Any) -> Any:
+    """A deep copy of a state dict whose tensors no later step can change."""
+    if isinstance(obj, Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _detached_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_detached_copy(v) for v in obj]
+    return obj
 
 
 def restore_generator(generator: torch.Generator, resume: dict[str, Any], epoch: int, step: int) -> None:
@@ -272,11 +333,15 @@ def _interrupt_message(phase: Phase, signum: int, epoch: int, step: int, n_steps
     return f"{name} during {phase.name} at epoch {epoch + 1}, step {step}/{n_steps}"
 
 
-def _diverged_message(phase: Phase, epoch: int, step: int | None) -> str:
-    where = f"epoch {epoch + 1}, step {step}" if step is not None else f"epoch {epoch + 1}"
+def _where(epoch: int, step: int | None) -> str:
+    return f"epoch {epoch + 1}, step {step}" if step is not None else f"epoch {epoch + 1}"
+
+
+def _diverged_message(phase: Phase, where: str, restarts: int) -> str:
     return (
-        f"{phase.name} diverged: NaN/inf in the loss or parameters at {where}; likely cause: a learning "
-        f"rate too high for this data, or unscaled features (try a lower lr or dataset.scale=standard)"
+        f"{phase.name} diverged: NaN/inf in the loss or parameters at {where}, also after {restarts} restarts "
+        f"with the lr cut x{LR_CUT:g} each; set {phase.name}.lr lower, or try "
+        f"dataset.likelihood=gaussian dataset.scale=standard"
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,8 @@ from omegaconf import DictConfig
 from vade_cli.errors import DataError
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-SCALINGS = ("none", "minmax", "standard")
+SCALINGS = ("none", "minmax", "max", "standard")
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Dataset:
     y: np.ndarray | None  # int64 [N] (labels for reporting only) or None
     likelihood: str  # "bernoulli" (x in [0,1]) or "gaussian"
     image_shape: tuple[int, int] | None = None  # (H, W) when rows are images
+    scale: str = "none"  # the scaling applied on loading (one of SCALINGS)
 
     @property
     def n_samples(self) -> int:
@@ -84,7 +86,12 @@ def load(cfg: DictConfig) -> Dataset:
         raise DataError(f"unknown dataset '{name}'; choose one of: {', '.join(available())}")
     ds = _LOADERS[name](cfg)
     validate_raw(ds)  # shape and finiteness first: scaling would smear one NaN over a whole column
-    ds = _apply_scale(ds, str(cfg.get("scale") or "none"))
+    scale = str(cfg.get("scale") or "none")
+    if AUTO in (ds.likelihood, scale):
+        likelihood, chosen = choose_likelihood(ds.x)
+        ds = replace(ds, likelihood=likelihood if ds.likelihood == AUTO else ds.likelihood)
+        scale = chosen if scale == AUTO else scale
+    ds = _apply_scale(ds, scale)
     limit = cfg.get("limit")
     if limit is not None:
         ds = stratified_subset(ds, int(limit), seed=int(cfg.get("limit_seed", 0)))
@@ -92,19 +99,37 @@ def load(cfg: DictConfig) -> Dataset:
     return ds
 
 
+def choose_likelihood(x: np.ndarray) -> tuple[str, str]:
+    """(likelihood, scale) for data nobody described: pixels get VaDE's Bernoulli decoder, the rest a Gaussian.
+
+    Values already in [0,1] -> bernoulli as they are; non-negative integers up to 255 (pixels, counts
+    of a bounded scale such as 0..16) -> bernoulli on x / max(x), one divisor for all features so
+    relative intensities survive; anything else (negative, fractional, unbounded) -> gaussian on
+    standardised features.
+    """
+    lo, hi = float(x.min()), float(x.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return "bernoulli", "none"
+    if lo >= 0.0 and hi <= 255.0 and bool(np.all(x == np.round(x))):
+        return "bernoulli", "max"
+    return "gaussian", "standard"
+
+
 def _apply_scale(ds: Dataset, scale: str) -> Dataset:
     if scale not in SCALINGS:
-        raise DataError(f"dataset.scale must be one of {', '.join(SCALINGS)}, got '{scale}'")
+        raise DataError(f"dataset.scale must be one of {', '.join(SCALINGS)} or auto, got '{scale}'")
     x = ds.x.astype(np.float64)
-    if scale == "minmax":
+    if scale == "max":
+        x = x / max(float(np.abs(x).max()), 1e-12)
+    elif scale == "minmax":
         lo, hi = x.min(axis=0), x.max(axis=0)
         x = (x - lo) / np.where(hi > lo, hi - lo, 1.0)
     elif scale == "standard":
         sd = x.std(axis=0)
         x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
     else:
-        return ds
-    return Dataset(ds.name, x.astype(np.float32), ds.y, ds.likelihood, ds.image_shape)
+        return replace(ds, scale=scale)
+    return replace(ds, x=x.astype(np.float32), scale=scale)
 
 
 def stratified_subset(ds: Dataset, limit: int, seed: int = 0) -> Dataset:
@@ -125,7 +150,7 @@ def stratified_subset(ds: Dataset, limit: int, seed: int = 0) -> Dataset:
         except ValueError:  # fewer rows than classes, or a class of one: keep the plain random subset
             pass
     idx = np.sort(idx)
-    return Dataset(ds.name, ds.x[idx], None if ds.y is None else ds.y[idx], ds.likelihood, ds.image_shape)
+    return replace(ds, x=ds.x[idx], y=None if ds.y is None else ds.y[idx])
 
 
 def validate_raw(ds: Dataset) -> None:

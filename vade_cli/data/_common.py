@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from vade_cli.data import LIKELIHOODS
+from vade_cli.data import AUTO, LIKELIHOODS
 from vade_cli.errors import DataError
 
 SPLITS = ("all", "train", "test")
@@ -89,8 +89,9 @@ def as_features(x: np.ndarray, where: str) -> np.ndarray:
 
 
 def likelihood_of(cfg: DictConfig, default: str) -> str:
-    """`dataset.likelihood` when set, so e.g. har with scale=minmax may use a Bernoulli decoder."""
+    """`dataset.likelihood` when set, so e.g. har with scale=minmax may use a Bernoulli decoder;
+    `auto` is decided from the values in `load()`."""
     likelihood = str(cfg.get("likelihood") or default)
-    if likelihood not in LIKELIHOODS:
-        raise DataError(f"dataset.likelihood must be one of {', '.join(LIKELIHOODS)}, got '{likelihood}'")
+    if likelihood not in (*LIKELIHOODS, AUTO):
+        raise DataError(f"dataset.likelihood must be one of {', '.join(LIKELIHOODS)} or auto, got '{likelihood}'")
     return likelihood

@@ -31,7 +31,7 @@ def load_file(cfg: DictConfig) -> Dataset:
     if suffix not in SUFFIXES:
         raise DataError(f"{path}: unknown file type '{path.suffix}'; use one of {', '.join(SUFFIXES)}")
     require_file(path, "file")
-    likelihood = likelihood_of(cfg, "gaussian")
+    likelihood = likelihood_of(cfg, "auto")
     reader = {".npz": _read_npz, ".npy": _read_npy, ".csv": _read_csv}[suffix]
     x, y, image_shape = reader(path, cfg)
     if y is not None and y.shape[0] != x.shape[0]:
