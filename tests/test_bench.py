@@ -89,7 +89,7 @@ def test_digits_run_uses_the_default_config_and_its_checkpoint_policy(result):
     d = result["digits_run"]
     assert (d["dataset"], d["n_samples"], d["batch_size"], d["steps_per_epoch"]) == ("digits", 1797, 100, 18)
     full = d["full_run"]
-    assert (full["epochs"], full["checkpoint_every"], full["checkpoint_every_s"]) == (100, None, 60.0)
+    assert (full["epochs"], full["checkpoint_every_s"]) == (100, 60.0)
     assert full["checkpoints"] >= 1  # the phase end's, at least: not one an epoch unless 100 epochs take 100 minutes
     assert d["loop_s"] > 0 and d["bare_s"] > 0 and d["epoch_s"] > 0 and d["checkpoint_s"] > 0 and d["callback_s"] > 0
     assert d["overhead_pct"] == pytest.approx(100 * (d["loop_s"] / d["bare_s"] - 1))
@@ -143,17 +143,16 @@ def test_amp_bf16_flag_becomes_the_run_override():
 
 def test_checkpoints_follow_the_time_based_policy():
     # 100 epochs of 0.5 s, a checkpoint every 60 s: at 60 s, 120 s... and the phase end
-    assert results.checkpoints_written(100, 0.5, 0.0, None, 60.0) == 1
-    assert results.checkpoints_written(100, 1.0, 0.0, None, 60.0) == 2  # epoch 60, epoch 100
-    assert results.checkpoints_written(10, 1.0, 0.0, 2, 60.0) == 5  # every 2 epochs as well
-    assert results.checkpoints_written(10, 1.0, 0.0, None, 0.0) == 10  # every_s 0: every epoch
+    assert results.checkpoints_written(100, 0.5, 0.0, 60.0) == 1
+    assert results.checkpoints_written(100, 1.0, 0.0, 60.0) == 2  # epoch 60, epoch 100
+    assert results.checkpoints_written(10, 1.0, 0.0, 0.0) == 10  # every_s 0: every epoch
 
 
 def test_projection_pays_start_up_once_epochs_every_epoch_and_checkpoints_as_written():
     # 10 ms over a 100 ms bare epoch is 10%, whatever the length
-    assert results.projected_run(0.0, 0.11, 0.0, 0.1, 100, None, 60.0)["overhead_pct"] == pytest.approx(10.0)
+    assert results.projected_run(0.0, 0.11, 0.0, 0.1, 100, 60.0)["overhead_pct"] == pytest.approx(10.0)
     # a 0.5 s start-up and one 0.5 s checkpoint over 100 bare epochs of 0.1 s: 10%
-    run = results.projected_run(0.5, 0.1, 0.5, 0.1, 100, None, 60.0)
+    run = results.projected_run(0.5, 0.1, 0.5, 0.1, 100, 60.0)
     assert run["checkpoints"] == 1 and run["overhead_pct"] == pytest.approx(10.0)
 
 

@@ -35,10 +35,10 @@ def test_the_compiled_step_matches_the_eager_step_for_held_released_and_free_q()
 
 
 def test_a_compiled_cpu_run_trains_through_every_phase(make_cfg, tmp_path):
-    """Held, half released and free epochs, compiled: the run ends near the eager run (training
+    """Held and free epochs, compiled: the run ends near the eager run (training
     amplifies the rounding differences, so only to a tolerance)."""
     short = ["dataset=synthetic", "pretrain.cache=false", "device.amp_bf16=false", "train.anchor_epochs=1",
-             "train.anchor_release_epochs=1", "train.epochs=3"]
+             "train.epochs=3"]
     elbo = {}
     for compiled in (False, True):
         cfg = make_cfg(*short, f"device.compile={str(compiled).lower()}")

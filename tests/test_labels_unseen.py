@@ -29,7 +29,7 @@ def _run(make_cfg, tmp_path, name, monkeypatch, permute: bool, *overrides):
 @pytest.mark.parametrize("init", ["gmm", "kmeans"])
 def test_permuted_labels_give_identical_training(make_cfg, tmp_path, monkeypatch, init):
     # epochs: held at the partition, half released, free (q(c|x) = p(c|z))
-    extra = [f"pretrain.init={init}", "train.anchor_epochs=1", "train.anchor_release_epochs=1", "train.epochs=3", "pretrain.epochs=10"]
+    extra = [f"pretrain.init={init}", "train.anchor_epochs=1", "train.epochs=3", "pretrain.epochs=10"]
     a_dir, a = _run(make_cfg, tmp_path, "a", monkeypatch, False, *extra)
     b_dir, b = _run(make_cfg, tmp_path, "b", monkeypatch, True, *extra)
 

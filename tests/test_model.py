@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Categorical, Independent, Normal
 
-from vade_cli.model import VaDE, anchored_log_responsibilities, elbo_terms, reconstruction_nll
-from vade_cli.train import LoopState, anchor_weight_schedule, step_lr_factor, vade_optimizer
+from vade_cli.model import VaDE, elbo_terms, reconstruction_nll
+from vade_cli.train import LoopState, step_lr_factor, vade_optimizer
 
 
 def small_model(likelihood: str = "bernoulli") -> VaDE:
@@ -151,39 +151,6 @@ def test_negative_elbo_wires_one_sample_into_every_term():
         }
     for name, wrong in miswired.items():
         assert any(abs(float(wrong[k] - expected[k])) > 1e-3 for k in expected), name
-
-
-def test_a_partly_released_anchor_mixes_the_held_partition_with_the_posterior():
-    """With `anchor_weight` w, q(c|x) = w * anchored + (1 - w) * p(c|z) at the step's z: the KL terms
-    equal `elbo_terms` on that mixture, lie between the held and the free step's, and reach both ends."""
-    model = small_model()
-    torch.manual_seed(6)
-    x, eps = torch.rand(32, 6).round(), torch.randn(32, 2)
-    anchor = torch.randint(0, 3, (32,))
-    with torch.no_grad():
-        held, _ = model.negative_elbo(x, eps, anchor)
-        free, _ = model.negative_elbo(x, eps)
-        mu, logvar = model.encoder(x)
-        posterior = model.prior.log_responsibilities(mu + torch.exp(0.5 * logvar) * eps).exp()
-        for w in (0.25, 0.75):
-            mixed, _ = model.negative_elbo(x, eps, anchor, torch.tensor(w))
-            q = w * anchored_log_responsibilities(anchor, 3).exp() + (1 - w) * posterior
-            expected = elbo_terms(model.prior, mu, logvar, q.log())
-            for key in ("kl_z", "kl_c"):
-                assert torch.allclose(mixed[key], expected[key].mean(), rtol=1e-5, atol=1e-5), (w, key)
-            assert torch.equal(mixed["recon"], held["recon"])
-        near_held, _ = model.negative_elbo(x, eps, anchor, torch.tensor(1 - 1e-7))
-        near_free, _ = model.negative_elbo(x, eps, anchor, torch.tensor(1e-7))
-    assert torch.allclose(near_held["loss"], held["loss"], atol=1e-4)
-    assert torch.allclose(near_free["loss"], free["loss"], atol=1e-4)
-    assert abs(float(held["loss"] - free["loss"])) > 1e-2  # the two ends differ, so the checks above bite
-
-
-def test_anchor_weight_holds_then_falls_linearly_over_the_release_epochs():
-    assert [anchor_weight_schedule(3, 0)(e) for e in range(5)] == [1.0, 1.0, 1.0, 0.0, 0.0]  # switch at once
-    release = anchor_weight_schedule(3, 3)
-    assert [release(e) for e in range(8)] == pytest.approx([1, 1, 1, 0.75, 0.5, 0.25, 0, 0])
-    assert [anchor_weight_schedule(0, 1)(e) for e in range(3)] == pytest.approx([0.5, 0, 0])
 
 
 def test_sample_draws_requested_clusters():

@@ -204,15 +204,13 @@ class VaDE(nn.Module):
         return {"loss": loss, "recon": loss}
 
     def negative_elbo(
-        self, x: Tensor, eps: Tensor, anchor: Tensor | None = None, anchor_weight: Tensor | None = None,
+        self, x: Tensor, eps: Tensor, anchor: Tensor | None = None,
     ) -> tuple[dict[str, Tensor], Tensor]:  # fmt: skip
         """Batch-mean -ELBO and its terms, from one reparameterised sample z = mu + sigma * eps.
 
         The same z feeds the reconstruction and q(c|x) = p(c|z). With `anchor` (cluster indices [B], from the
         prior's initialisation) q(c|x) is held at that partition instead, which pulls each point towards its
-        initial cluster's Gaussian while the encoder adapts. `anchor_weight` (a 0-d tensor in (0, 1)) releases
-        the hold gradually: q(c|x) = w * anchored + (1 - w) * p(c|z), still a distribution, so the ELBO stays a
-        bound. Also returns argmax_c q(c|x) at z = mu for this batch, which costs one [B,K] pass and gives
+        initial cluster's Gaussian while the encoder adapts (the ELBO is a bound for any q). Also returns argmax_c q(c|x) at z = mu for this batch, which costs one [B,K] pass and gives
         free per-epoch assignments.
         """
         mu, logvar = (t.float() for t in self.encoder(x))  # float32 even under bf16 autocast
@@ -220,12 +218,9 @@ class VaDE(nn.Module):
         recon = reconstruction_nll(x, self.decoder(z).float(), self.likelihood, self.obs_variance)
         prior = self.prior
         stats = prior.stats()
-        if anchor is None or anchor_weight is not None:  # p(c|z) needed: distances at z and at mu in one pass
+        if anchor is None:  # q(c|x) = p(c|z): distances at z and at mu in one pass
             sq_z, sq_mu = prior.sq_distances(torch.stack([z, mu]), stats)
             log_resp = torch.log_softmax(prior.log_joint(z, stats, sq_z), dim=1)
-            if anchor is not None:  # partly released: mix the anchored q in, in log space
-                held = anchored_log_responsibilities(anchor, prior.n_clusters)
-                log_resp = torch.logaddexp(held + anchor_weight.log(), log_resp + torch.log1p(-anchor_weight))
         else:  # q(c|x) held at the anchor: only the distances at mu are needed
             sq_mu = prior.sq_distances(mu, stats)
             log_resp = anchored_log_responsibilities(anchor, prior.n_clusters)

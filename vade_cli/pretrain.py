@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ from torch import nn
 
 from vade_cli import checkpoint, metrics, prior_init
 from vade_cli.device import autocast
-from vade_cli.model import VaDE
+from vade_cli.errors import CheckpointError
+from vade_cli.model import VaDE, reconstruction_nll
 from vade_cli.train import Phase, StopRequest, adam, run_phase, step_lr_factor
+
+log = logging.getLogger(__name__)
 
 # Bump when pretraining's numerics change (optimiser, loss, init), so old autoencoders are not reused.
 CACHE_VERSION = 4  # 3: recipes (optimizer, loss, weight_init), bf16 autocast; 4: refit applied after the cache
@@ -34,7 +38,6 @@ AE_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "loss", "weigh
 OPTIMIZERS = ("adam", "sgd")
 LOSSES = ("likelihood", "mse")
 WEIGHT_INITS = ("torch", "dec")
-REFIT_SCOPES = ("output", "decoder")
 
 
 @dataclass
@@ -61,6 +64,20 @@ def cache_key(data_fingerprint: str, model_cfg: DictConfig, pretrain_cfg: DictCo
         if likelihood == "gaussian":
             relevant["obs_variance"] = float(model_cfg.obs_variance)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def read_cache(cache_path: Path | None) -> dict[str, Any] | None:
+    """A cached autoencoder, or None; an unreadable entry is a miss (said in one line) and is rewritten later."""
+    if cache_path is None or not cache_path.is_file():
+        return None
+    try:
+        payload = checkpoint.load(cache_path, kind="autoencoder")
+        if not {"model", "history"} <= payload.keys():
+            raise CheckpointError(f"{cache_path}: no autoencoder in it")
+        return payload
+    except CheckpointError as exc:
+        log.warning("pretraining cache entry unreadable, training afresh and rewriting it: %s", exc)
+        return None
 
 
 def autoencoder_modules(model: VaDE) -> nn.ModuleDict:
@@ -99,8 +116,8 @@ def pretrain_autoencoder(
     """Train (or load from the cache) the autoencoder inside `model` with the `cfg` recipe."""
     start = time.perf_counter()
     ae = autoencoder_modules(model)
-    if cache_path is not None and cache_path.is_file() and resume is None:
-        payload = checkpoint.load(cache_path, kind="autoencoder")
+    payload = read_cache(cache_path) if resume is None else None
+    if payload is not None:
         ae.load_state_dict(payload["model"])
         refit_output(model, x, cfg, seed, device_cfg)
         return PretrainResult(time.perf_counter() - start, True, cache_path, payload["history"])
@@ -139,54 +156,51 @@ def pretrain_autoencoder(
 def refit_output(model: VaDE, x: torch.Tensor, cfg: DictConfig, seed: int, device_cfg) -> None:
     """After a squared-error autoencoder, make its output layer speak VaDE's Bernoulli likelihood."""
     if cfg.loss == "mse" and model.likelihood == "bernoulli" and int(cfg.output_refit_epochs) > 0:
-        refit_bernoulli_output(model, x, int(cfg.output_refit_epochs), seed, device_cfg, str(cfg.output_refit_scope))
+        refit_bernoulli_output(model, x, int(cfg.output_refit_epochs), seed, device_cfg)
 
 
-def refit_bernoulli_output(model: VaDE, x: torch.Tensor, epochs: int, seed: int, device_cfg, scope: str = "output") -> None:
+def refit_bernoulli_output(model: VaDE, x: torch.Tensor, epochs: int, seed: int, device_cfg) -> None:
     """Turn an MSE-trained linear output into Bernoulli logits without moving the latent space.
 
     An autoencoder trained on squared error predicts pixel values x^ on its linear output; VaDE's
     Bernoulli decoder needs logits. Starting from logit ~ 8 (x^ - 1/2), a few epochs of Adam on the
-    cross-entropy fit either the output layer alone (`scope=output`: a logistic regression on fixed
-    features) or the whole decoder (`scope=decoder`) on the fixed latent means. The encoder is not
-    touched, so the prior is initialised in the latent space the autoencoder learned.
+    cross-entropy fit the output layer alone, a logistic regression on the fixed features of the
+    decoder's last hidden layer. The encoder is not touched, so the prior is initialised in the
+    latent space the autoencoder learned.
     """
     out = model.decoder.out
-    decoder_only = scope == "decoder"
     with torch.inference_mode(), autocast(device_cfg, x.device):
         z = model.latent_means(x)
-        inputs = z if decoder_only else torch.cat(
-            [model.decoder.body(z[i : i + 4096]).float() for i in range(0, len(x), 4096)])
-    inputs = inputs.clone()  # leave inference mode: these are plain inputs to a trainable layer
+        features = torch.cat([model.decoder.body(z[i : i + 4096]).float() for i in range(0, len(x), 4096)])
+    features = features.clone()  # leave inference mode: these are plain inputs to a trainable layer
     with torch.no_grad():
         out.weight.mul_(8.0)
         out.bias.mul_(8.0).sub_(4.0)
-    head = model.decoder if decoder_only else out
-    optimizer = adam(head.parameters(), lr=1e-3)
     generator = torch.Generator(device=x.device).manual_seed(seed + 2)
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=generator, device=x.device)
-        for idx in perm.split(256):
-            with autocast(device_cfg, x.device):
-                logits = head(inputs[idx]).float()
-            loss = F.binary_cross_entropy_with_logits(logits, x[idx], reduction="none").sum(-1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    _fit(out.parameters(),
+         lambda idx: F.binary_cross_entropy_with_logits(out(features[idx]).float(), x[idx], reduction="none").sum(-1).mean(),
+         len(x), epochs, generator, device_cfg, x.device)
 
 
 def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfig, seed: int,
               device_cfg: DictConfig | None = None) -> dict[str, Any]:
     """Initialise the prior from the latent means with `cfg.init`, and return the snapshot.
 
+    With `cfg.align_epochs` and a method that embeds (umap), the encoder is first fitted to the
+    embedding in which the partition was found, so the diagonal prior starts at the partition itself.
     The snapshot's `metrics` score the prior's own predictions at this point (what VaDE starts
-    from); `partition_metrics` score the init method's partition (they differ for umap).
+    from); `partition_metrics` score the init method's partition.
     """
     start = time.perf_counter()
     with autocast(device_cfg, x.device):
         z_t = model.latent_means(x)
-    z = z_t.double().cpu().numpy()
-    init = prior_init.initialise(z, model.prior.n_clusters, cfg, seed)
+    k = model.prior.n_clusters
+    init = prior_init.initialise(z_t.double().cpu().numpy(), k, cfg, seed)
+    if init.embedding is not None and int(cfg.align_epochs) > 0:
+        align_to_embedding(model, x, init.embedding, int(cfg.align_epochs), seed, device_cfg)
+        with autocast(device_cfg, x.device):
+            z_t = model.latent_means(x)
+        init = prior_init.prior_of(z_t.double().cpu().numpy(), init.partition, k, cfg, init.draws_agreement, init.draws)
     dev = model.prior.mu.device
     weights, means, variances = (torch.as_tensor(a, dtype=torch.float32, device=dev)
                                  for a in (init.weights, init.means, init.variances))
@@ -207,6 +221,41 @@ def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfi
         "prediction": torch.as_tensor(pred, dtype=torch.long),  # the prior's own clusters: VaDE's start
         "seconds": time.perf_counter() - start,
     }
+
+
+def align_to_embedding(model: VaDE, x: torch.Tensor, embedding: np.ndarray, epochs: int, seed: int,
+                       device_cfg: DictConfig | None) -> None:
+    """Move the latent space to the partition's embedding, then teach the decoder the moved codes.
+
+    The manifold step finds clusters in a UMAP embedding where they are compact, but their moments
+    in the autoencoder's own latent space overlap, so a diagonal prior there starts several points
+    under the partition and VaDE never gets back. Regressing the encoder's means onto the
+    standardised embedding (squared error, Adam) puts the partition's Gaussians into the latent
+    space itself; the whole decoder is then refitted on the fixed new means with the data's own
+    likelihood, so VaDE's first steps do not tear the latent space apart to rebuild reconstructions.
+    """
+    target = torch.as_tensor((embedding - embedding.mean(0)) / (embedding.std(0) + 1e-8), dtype=torch.float32,
+                             device=x.device)
+    generator = torch.Generator(device=x.device).manual_seed(seed + 3)
+    encoder = nn.ModuleList([model.encoder.body, model.encoder.mean])
+    _fit(encoder.parameters(), lambda idx: (model.encoder.embed(x[idx]).float() - target[idx]).pow(2).sum(-1).mean(),
+         len(x), epochs, generator, device_cfg, x.device)
+    z = model.latent_means(x).clone()
+    _fit(model.decoder.parameters(),
+         lambda idx: reconstruction_nll(x[idx], model.decoder(z[idx]).float(), model.likelihood, model.obs_variance).mean(),
+         len(x), epochs, generator, device_cfg, x.device)
+
+
+def _fit(params, loss_of, n: int, epochs: int, generator: torch.Generator, device_cfg, device) -> None:
+    """Plain minibatch Adam (lr 1e-3, batch 256) on `loss_of(indices)` for `epochs` passes."""
+    optimizer = adam(params, lr=1e-3)
+    for _ in range(epochs):
+        for idx in torch.randperm(n, generator=generator, device=device).split(256):
+            with autocast(device_cfg, device):
+                loss = loss_of(idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
 
 # Snapshot entries with one number per sample.

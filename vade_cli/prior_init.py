@@ -44,6 +44,7 @@ class PriorInit:
     log_likelihood: float  # mean per-sample log-likelihood of z under the diagonal mixture (label-free)
     draws_agreement: float = 1.0  # mean pairwise NMI between the init_draws partitions (1: one draw)
     draws: list[np.ndarray] | None = None  # the init_draws partitions the consensus came from
+    embedding: np.ndarray | None = None  # [N,J] umap: the first draw's embedding, where the partition is compact
 
 
 def cluster_moments(z: np.ndarray, partition: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,16 +70,16 @@ def diagonal_log_likelihood(z: np.ndarray, weights: np.ndarray, means: np.ndarra
     return float((top[:, 0] + np.log(np.exp(joint - top).sum(1))).mean())
 
 
-def _gmm(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> np.ndarray:
+def _gmm(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> tuple[np.ndarray, None]:
     gmm = GaussianMixture(
         n_components=k, covariance_type="diag", n_init=int(cfg.init_restarts), max_iter=int(cfg.gmm_max_iter),
         reg_covar=VAR_FLOOR, random_state=seed,
     ).fit(z)
-    return gmm.predict(z)
+    return gmm.predict(z), None
 
 
-def _kmeans(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> np.ndarray:
-    return KMeans(n_clusters=k, n_init=int(cfg.init_restarts), random_state=seed).fit_predict(z)
+def _kmeans(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> tuple[np.ndarray, None]:
+    return KMeans(n_clusters=k, n_init=int(cfg.init_restarts), random_state=seed).fit_predict(z), None
 
 
 @contextmanager
@@ -93,20 +94,20 @@ def _torch_threads_kept() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _umap(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> np.ndarray:
+def _umap(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         import umap  # umap-learn: numba-compiled, so imported only when asked for
     except ImportError as exc:  # pragma: no cover - umap-learn is a base dependency
         raise ConfigError("pretrain.init=umap needs umap-learn: pip install umap-learn") from exc
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "n_jobs overridden by random_state": intended, for reproducibility
-        embedded = umap.UMAP(
-            n_components=k, n_neighbors=int(cfg.umap_neighbors), min_dist=0.0, random_state=seed,
+        embedded = umap.UMAP(  # as many dimensions as the latent space, so the encoder can be fitted to it
+            n_components=z.shape[1], n_neighbors=int(cfg.umap_neighbors), min_dist=0.0, random_state=seed,
         ).fit_transform(z)
     gmm = GaussianMixture(
         n_components=k, covariance_type="full", n_init=int(cfg.init_restarts), random_state=seed,
     ).fit(embedded)
-    return gmm.predict(embedded)
+    return gmm.predict(embedded), embedded
 
 
 _PARTITIONERS = {"gmm": _gmm, "kmeans": _kmeans, "umap": _umap}
@@ -123,10 +124,17 @@ def initialise(z: np.ndarray, k: int, cfg: DictConfig, seed: int) -> PriorInit:
     if method not in _PARTITIONERS:
         raise ConfigError(f"pretrain.init must be one of {', '.join(METHODS)}, got '{method}'")
     with _torch_threads_kept():
-        draws = [_PARTITIONERS[method](z, k, cfg, s) for s in draw_seeds(seed, int(cfg.get("init_draws", 1)))]
+        results = [_PARTITIONERS[method](z, k, cfg, s) for s in draw_seeds(seed, int(cfg.init_draws))]
+    draws = [partition for partition, _ in results]
     partition, draws_agreement = central_partition(draws, k)
+    return prior_of(z, partition, k, cfg, draws_agreement, draws, results[0][1])
+
+
+def prior_of(z: np.ndarray, partition: np.ndarray, k: int, cfg: DictConfig, draws_agreement: float = 1.0,
+             draws: list[np.ndarray] | None = None, embedding: np.ndarray | None = None) -> PriorInit:
+    """The diagonal prior a partition implies in the latent space `z` (its clusters' moments)."""
     weights, means, variances = cluster_moments(z, partition, k)
-    if cfg.get("uniform_pi", False):
+    if cfg.uniform_pi:
         weights = np.full(k, 1.0 / k)
     return PriorInit(weights, means, variances, partition, diagonal_log_likelihood(z, weights, means, variances),
-                     draws_agreement, draws)
+                     draws_agreement, draws, embedding)

@@ -73,7 +73,6 @@ class Phase:
     batch_size: int
     epochs: int
     checkpoint_path: Path
-    checkpoint_every: int | None = None  # epochs between checkpoints (None: by time only)
     checkpoint_every_s: float = 60.0  # wall-clock seconds between checkpoints; phase ends and signals always save
     on_epoch_end: EpochEndFn | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint (e.g. config digest)
@@ -120,15 +119,6 @@ class LoopState:
 def step_lr_factor(decay: float, every: int, floor: float, warmup: int = 0) -> Callable[[int], float]:
     """lr multiplier: decay^(epoch // every), never below `floor`, ramped linearly over `warmup` epochs."""
     return lambda epoch: min(1.0, (epoch + 1) / (warmup + 1)) * max(decay ** (epoch // every), floor)
-
-
-def anchor_weight_schedule(anchor_epochs: int, release_epochs: int) -> Callable[[int], float]:
-    """The anchored partition's weight in q(c|x) per epoch: 1 for `anchor_epochs`, then falling linearly
-    over `release_epochs` (1 - 1/(R+1), ..., 1/(R+1)), then 0: VaDE's own q(c|x) = p(c|z).
-
-    A gradual release lets the encoder follow p(c|z) where it departs from the partition a little at a
-    time, instead of all points switching to their p(c|z) cluster in one step."""
-    return lambda epoch: min(1.0, max(0.0, (anchor_epochs + release_epochs - epoch) / (release_epochs + 1)))
 
 
 def run_phase(
@@ -214,9 +204,7 @@ def run_phase(
         epoch = state.epoch
         if task is not None:
             progress.update(task, description=f"{phase.name} {epoch}/{phase.epochs} loss {record['loss']:.2f}")
-        every = phase.checkpoint_every
-        due = time.monotonic() - last_save >= phase.checkpoint_every_s or (every is not None and epoch % every == 0)
-        if due or epoch == phase.epochs:
+        if time.monotonic() - last_save >= phase.checkpoint_every_s or epoch == phase.epochs:
             _save(phase, state)
             last_save = time.monotonic()
         if state.epoch * n_steps - good.at_step >= SNAPSHOT_EVERY_STEPS:
@@ -393,18 +381,14 @@ def fit(
 
     loss_fn = maybe_compile(model.negative_elbo, device_cfg, x.device)
 
-    anchor_epochs = int(cfg.get("anchor_epochs", 0)) if anchor is not None else 0
-    release_epochs = int(cfg.get("anchor_release_epochs", 0)) if anchor is not None else 0
-    weight_of = anchor_weight_schedule(anchor_epochs, release_epochs)
+    anchor_epochs = int(cfg.anchor_epochs) if anchor is not None else 0
     current = {"epoch": resume["epoch"] if resume is not None else 0}
 
     def step(idx: Tensor):
         eps = torch.randn(len(idx), latent_dim, generator=generator, device=x.device)
-        weight = weight_of(current["epoch"])
-        held = anchor[idx] if weight > 0.0 else None
-        mixed = torch.tensor(weight, device=x.device) if 0.0 < weight < 1.0 else None  # partly released
+        held = anchor[idx] if current["epoch"] < anchor_epochs else None
         with autocast(device_cfg, x.device):
-            return loss_fn(x[idx], eps, held, mixed)
+            return loss_fn(x[idx], eps, held)
 
     def epoch_end(history: list[dict[str, Any]], assignments: Tensor | None) -> None:
         current["epoch"] = len(history)
@@ -422,7 +406,6 @@ def fit(
         batch_size=int(cfg.batch_size),
         epochs=int(cfg.epochs),
         checkpoint_path=checkpoint_path,
-        checkpoint_every=None if cfg.checkpoint_every is None else int(cfg.checkpoint_every),
         checkpoint_every_s=float(cfg.checkpoint_every_s),
         on_epoch_end=epoch_end,
         extra=extra or {},

@@ -96,7 +96,7 @@ def check_config(cfg: DictConfig) -> None:
     one_of("pretrain.loss", pre.loss, pretrain.LOSSES)
     one_of("pretrain.weight_init", pre.weight_init, pretrain.WEIGHT_INITS)
     one_of("pretrain.init", pre.init, prior_init.METHODS)
-    one_of("pretrain.output_refit_scope", pre.output_refit_scope, pretrain.REFIT_SCOPES)
+    non_negative_int("pretrain.align_epochs", pre.align_epochs)
     positive_int("pretrain.init_restarts", pre.init_restarts)
     positive_int("pretrain.umap_neighbors", pre.umap_neighbors)
     positive_int("pretrain.init_draws", pre.init_draws)
@@ -112,24 +112,17 @@ def check_config(cfg: DictConfig) -> None:
     positive_int("train.lr_decay_every", train.lr_decay_every)
     if not _is_number(train.lr_min) or train.lr_min < 0:
         raise ConfigError(f"train.lr_min must be >= 0, got {train.lr_min!r}")
-    if train.checkpoint_every is not None:
-        positive_int("train.checkpoint_every", train.checkpoint_every)
     if not _is_number(train.checkpoint_every_s) or train.checkpoint_every_s < 0:
         raise ConfigError(f"train.checkpoint_every_s must be a number >= 0, got {train.checkpoint_every_s!r}")
     positive_number("train.adam_eps", train.adam_eps)
     non_negative_int("train.anchor_epochs", train.anchor_epochs)
-    non_negative_int("train.anchor_release_epochs", train.anchor_release_epochs)
     non_negative_int("train.warmup_epochs", train.warmup_epochs)
     if cfg.device.threads is not None:
         positive_int("device.threads", cfg.device.threads)
-    if cfg.device.get("flush_denormal", True) not in (True, False):
-        raise ConfigError(f"device.flush_denormal must be true or false, got {cfg.device.flush_denormal!r}")
 
-    from vade_cli import device, objective, trackers
+    from vade_cli import device, trackers
 
     device.check_compile(cfg.device)
-
-    one_of("objective", cfg.get("objective", "final_elbo"), tuple(objective.OBJECTIVES))
     trackers.check(cfg.get("logger"))
 
 

@@ -52,25 +52,24 @@ def figure(c: Contender, batch_size: int, rooflines: dict[str, Contender]) -> di
     }
 
 
-def checkpoints_written(epochs: int, epoch_s: float, checkpoint_s: float, every: int | None, every_s: float) -> int:
+def checkpoints_written(epochs: int, epoch_s: float, checkpoint_s: float, every_s: float) -> int:
     """How many checkpoints `run_phase`'s policy writes in a phase of `epochs` epochs of `epoch_s`
-    seconds: at an epoch end once `every_s` seconds have passed since the last (or every `every`
-    epochs), and at the phase's end."""
+    seconds: at an epoch end once `every_s` seconds have passed since the last, and at the phase's end."""
     n, clock, last = 0, 0.0, 0.0
     for epoch in range(1, epochs + 1):
         clock += epoch_s
-        if clock - last >= every_s or (every is not None and epoch % every == 0) or epoch == epochs:
+        if clock - last >= every_s or epoch == epochs:
             n, clock = n + 1, clock + checkpoint_s
             last = clock
     return n
 
 
 def projected_run(fixed_s: float, epoch_s: float, checkpoint_s: float, bare_epoch_s: float, epochs: int,
-                  every: int | None, every_s: float) -> dict[str, float]:  # fmt: skip
+                  every_s: float) -> dict[str, float]:  # fmt: skip
     """The loop's bookkeeping as a % of a full run's bare training time: its fixed start-up cost once,
     its per-epoch part (shuffle, per-step sums, metrics, metrics.jsonl) every epoch, and a checkpoint
     as often as the policy writes one."""
-    n_checkpoints = checkpoints_written(epochs, epoch_s, checkpoint_s, every, every_s)
+    n_checkpoints = checkpoints_written(epochs, epoch_s, checkpoint_s, every_s)
     train_s = fixed_s + epochs * epoch_s + n_checkpoints * checkpoint_s
     bare_s = epochs * bare_epoch_s
     return {"train_s": train_s, "checkpoints": n_checkpoints, "overhead_pct": 100 * (train_s / bare_s - 1)}
@@ -106,8 +105,7 @@ def run_summary(d: DigitsRun, train_cfg: Any) -> dict[str, Any]:
     epochs = d.facts["epochs"]
     bare_epochs_s = [s / epochs for s in d.bare.seconds]  # repeat i's bare epoch, timed right after fit i
     bare_epoch_s = statistics.median(bare_epochs_s)
-    every = None if train_cfg.checkpoint_every is None else int(train_cfg.checkpoint_every)
-    policy = {"epochs": int(train_cfg.epochs), "every": every, "every_s": float(train_cfg.checkpoint_every_s)}
+    policy = {"epochs": int(train_cfg.epochs), "every_s": float(train_cfg.checkpoint_every_s)}
     paired = [projected_run(p["fixed_s"], p["epoch_s"], p["checkpoint_s"], b, **policy)["overhead_pct"]
               for p, b in zip(parts, bare_epochs_s, strict=True)]  # fmt: skip
     projected = projected_run(median["fixed_s"], median["epoch_s"], median["checkpoint_s"], bare_epoch_s, **policy)
@@ -127,7 +125,7 @@ def run_summary(d: DigitsRun, train_cfg: Any) -> dict[str, Any]:
         **median,
         "bare_epoch_s": bare_epoch_s,
         "per_epoch_overhead_s": median["epoch_s"] - bare_epoch_s,
-        "full_run": {"epochs": policy["epochs"], "checkpoint_every": every, "checkpoint_every_s": policy["every_s"],
+        "full_run": {"epochs": policy["epochs"], "checkpoint_every_s": policy["every_s"],
                      "projected_train_s": projected["train_s"], "checkpoints": projected["checkpoints"]},  # fmt: skip
         "projected_overhead_pct": paired_pct,
         "projected_overhead_pct_repeats": paired,
