@@ -31,13 +31,13 @@ clean:  ## remove run folders and caches
 REPRODUCE_ARGS ?=
 
 table:  ## tabulate a sweep folder into table.md/.csv (DIR=multirun/<date>/<time>; default: newest)
-	$(PYTHON) -m vade_cli.table $(DIR)
+	$(PYTHON) -m vade_cli.sweeps.table $(DIR)
 
 reproduce-table:  ## paper presets x SEEDS for each dataset present; reproduce.md beside the paper's numbers
-	$(PYTHON) -m vade_cli.reproduce --seeds $(SEEDS) $(REPRODUCE_ARGS)
+	$(PYTHON) -m vade_cli.sweeps.reproduce --seeds $(SEEDS) $(REPRODUCE_ARGS)
 
 reproduce-table-quick:  ## the same, end to end on digits and synthetic with tiny settings (a smoke test)
-	$(PYTHON) -m vade_cli.reproduce --quick --seeds 0,1 $(REPRODUCE_ARGS)
+	$(PYTHON) -m vade_cli.sweeps.reproduce --quick --seeds 0,1 $(REPRODUCE_ARGS)
 
 bench:  ## samples/s of pretraining, VaDE steps and eval vs the bare-MLP roofline; epoch overhead, peak RSS -> bench.json
 	$(PYTHON) -m vade_cli.bench

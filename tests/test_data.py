@@ -46,6 +46,14 @@ def net(monkeypatch, tmp_path) -> list[str]:
     return attempts
 
 
+def debian_at(monkeypatch, folder: Path) -> Path:
+    """Point the Fashion-MNIST loader's Debian folder (a constant, not a setting) at `folder`."""
+    from vade_cli.data import images
+
+    monkeypatch.setattr(images, "DEBIAN_FASHION_MNIST", folder)
+    return folder
+
+
 def make_cfg(name: str, **overrides) -> DictConfig:
     """The shipped yaml for `name`, with overrides, as Hydra would hand it to `load()`."""
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
@@ -161,9 +169,10 @@ def test_bad_split_is_a_data_error(tmp_path):
         data.load(make_cfg("mnist", root=str(tmp_path), split="validation"))
 
 
-def test_fashion_mnist_real_files_offline(tmp_path, net):
+def test_fashion_mnist_real_files_offline(tmp_path, net, monkeypatch):
     link_files(shared("fashion-mnist"), tmp_path / "FashionMNIST" / "raw")
-    cfg = make_cfg("fashion_mnist", root=str(tmp_path), debian_dir=str(tmp_path / "no-debian"))
+    debian_at(monkeypatch, tmp_path / "no-debian")
+    cfg = make_cfg("fashion_mnist", root=str(tmp_path))
     ds = data.load(cfg)
     assert ds.x.shape == (70_000, 784) and ds.x.dtype == np.float32
     assert 0.0 <= ds.x.min() and ds.x.max() <= 1.0
@@ -171,26 +180,32 @@ def test_fashion_mnist_real_files_offline(tmp_path, net):
     assert net == []
 
 
-def test_fashion_mnist_from_a_debian_style_folder(tmp_path, net):
-    debian = tmp_path / "debian"
+def test_fashion_mnist_from_a_debian_style_folder(tmp_path, net, monkeypatch):
+    from vade_cli.data import images
+
+    assert images.DEBIAN_FASHION_MNIST == DEBIAN_FASHION  # where `apt-get install dataset-fashion-mnist` puts it
+    debian = debian_at(monkeypatch, tmp_path / "debian")
     written = write_idx_set(debian, {"train": 20, "test": 10})
-    ds = data.load(make_cfg("fashion_mnist", root=str(tmp_path / "empty"), debian_dir=str(debian)))
+    cfg = make_cfg("fashion_mnist", root=str(tmp_path / "empty"))
+    assert "debian_dir" not in cfg  # no setting: the folder Debian's package fills is a constant
+    ds = data.load(cfg)
     assert ds.x.shape == (30, 784) and ds.x.dtype == np.float32 and ds.image_shape == (28, 28)
     np.testing.assert_array_equal(ds.x[:20], written["train"][0].reshape(20, -1) / np.float32(255))
     np.testing.assert_array_equal(ds.y[20:], written["test"][1])
     assert net == []
 
 
-def test_fashion_mnist_prefers_torchvision_root_over_debian(tmp_path, net):
+def test_fashion_mnist_prefers_torchvision_root_over_debian(tmp_path, net, monkeypatch):
     write_idx_set(tmp_path / "FashionMNIST" / "raw", {"train": 6, "test": 3}, gz=False)
-    write_idx_set(tmp_path / "debian", {"train": 20, "test": 10})
-    ds = data.load(make_cfg("fashion_mnist", root=str(tmp_path), debian_dir=str(tmp_path / "debian")))
+    write_idx_set(debian_at(monkeypatch, tmp_path / "debian"), {"train": 20, "test": 10})
+    ds = data.load(make_cfg("fashion_mnist", root=str(tmp_path)))
     assert ds.n_samples == 9
     assert net == []
 
 
-def test_fashion_mnist_missing_everywhere(tmp_path, net):
-    cfg = make_cfg("fashion_mnist", root=str(tmp_path), debian_dir=str(tmp_path / "none"), download=False)
+def test_fashion_mnist_missing_everywhere(tmp_path, net, monkeypatch):
+    debian_at(monkeypatch, tmp_path / "none")
+    cfg = make_cfg("fashion_mnist", root=str(tmp_path), download=False)
     with pytest.raises(DataError, match="FashionMNIST/raw"):
         data.load(cfg)
     assert net == []
@@ -199,33 +214,34 @@ def test_fashion_mnist_missing_everywhere(tmp_path, net):
 @pytest.mark.skipif(not (DEBIAN_FASHION / "train-images-idx3-ubyte.gz").exists(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_fashion_mnist_from_the_installed_debian_package(tmp_path, net):
+    """No setting names the folder: the loader finds Debian's by itself."""
     ds = data.load(make_cfg("fashion_mnist", root=str(tmp_path), split="test"))
     assert ds.x.shape == (10_000, 784) and counts(ds.y, 10) == [1000] * 10
     assert net == []
 
 
-def test_corrupt_idx_file_is_named(tmp_path):
-    debian = tmp_path / "debian"
+def test_corrupt_idx_file_is_named(tmp_path, monkeypatch):
+    debian = debian_at(monkeypatch, tmp_path / "debian")
     write_idx_set(debian, {"train": 5, "test": 5})
     (debian / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
     with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
-        data.load(make_cfg("fashion_mnist", root=str(tmp_path), debian_dir=str(debian)))
+        data.load(make_cfg("fashion_mnist", root=str(tmp_path)))
 
 
-def test_idx_images_of_another_size(tmp_path):
-    debian = tmp_path / "debian"
+def test_idx_images_of_another_size(tmp_path, monkeypatch):
+    debian = debian_at(monkeypatch, tmp_path / "debian")
     write_idx_set(debian, {"train": 5, "test": 5})
     write_idx(debian / "train-images-idx3-ubyte", np.zeros((5, 16, 16), np.uint8))
     with pytest.raises(DataError, match="must be 28x28"):
-        data.load(make_cfg("fashion_mnist", root=str(tmp_path), debian_dir=str(debian)))
+        data.load(make_cfg("fashion_mnist", root=str(tmp_path)))
 
 
-def test_idx_labels_that_do_not_match_images(tmp_path):
-    debian = tmp_path / "debian"
+def test_idx_labels_that_do_not_match_images(tmp_path, monkeypatch):
+    debian = debian_at(monkeypatch, tmp_path / "debian")
     write_idx_set(debian, {"train": 5, "test": 5})
     write_idx(debian / "train-labels-idx1-ubyte", np.zeros(4, np.uint8))
     with pytest.raises(DataError, match="5 train images but 4 labels"):
-        data.load(make_cfg("fashion_mnist", root=str(tmp_path), debian_dir=str(debian)))
+        data.load(make_cfg("fashion_mnist", root=str(tmp_path)))
 
 
 # ---------------------------------------------------------------- USPS
@@ -500,3 +516,21 @@ def test_file_limit_is_stratified(tmp_path):
     ds = load_file(tmp_path / "d.npz", limit=20)
     assert ds.n_samples == 20 and counts(ds.y, 4) == [5] * 4
     assert load_file(tmp_path / "d.npz", limit=3).n_samples == 3  # fewer rows than classes: plain random
+
+
+@pytest.mark.parametrize(
+    "x, named, expected",
+    [
+        (np.random.default_rng(0).random((20, 3)), {}, ("bernoulli", "none")),  # [0,1] as it is
+        (np.random.default_rng(0).integers(0, 256, (20, 5)), {}, ("bernoulli", "max")),  # raw pixels
+        (np.random.default_rng(0).integers(0, 17, (20, 5)), {}, ("bernoulli", "max")),  # a bounded integer scale
+        (np.random.default_rng(0).normal(0, 5, (20, 3)), {}, ("gaussian", "standard")),  # anything else
+        (np.random.default_rng(0).integers(0, 256, (20, 5)), {"scale": "none"}, ("gaussian", "none")),
+        (np.random.default_rng(0).normal(0, 5, (20, 3)), {"likelihood": "bernoulli"}, ("bernoulli", "minmax")),
+    ],
+)
+def test_file_chooses_likelihood_and_scale_from_the_values_unless_named(tmp_path, x, named, expected):
+    np.savez(tmp_path / "d.npz", x=x)
+    ds = load_file(tmp_path / "d.npz", **{"likelihood": "auto", "scale": "auto", **named})
+    assert (ds.likelihood, ds.scale) == expected
+    assert ds.likelihood == "gaussian" or (ds.x.min() >= 0 and ds.x.max() <= 1)

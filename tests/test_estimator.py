@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.utils import estimator_checks
 
 from tests.conftest import TINY, compose_config, run_cli
 from vade_cli import VaDEClustering, data, metrics, tasks
+from vade_cli.estimator import EXPECTED_FAILED_CHECKS
 
 # model=small and the pipeline test's synthetic recipe, in float32 so that the comparisons with
 # task=predict and with a vade-run run hold to the last sample whatever bf16 support the CPU has.
@@ -124,12 +129,12 @@ OUT_OF_RANGE = np.vstack([GOOD, [[-1, 2, 0, 0]]]).astype(np.float32)
 @pytest.mark.parametrize(
     ("X", "params", "message"),
     [
-        (GOOD[:, 0], {}, "X: features must be a 2-D array [samples, features], got shape (40,)"),
         (np.where(np.arange(40)[:, None] == 3, np.nan, GOOD), {}, "X: 1 rows contain NaN or inf (first: row 3); clean or drop them first"),
         (GOOD[:5], {}, "n_clusters=10 exceeds the 5 samples; use at most 5"),
-        (OUT_OF_RANGE, {}, "X: a Bernoulli likelihood needs features in [0,1] (got [-1, 2]); set dataset.scale=minmax or dataset.likelihood=gaussian"),
+        (OUT_OF_RANGE, {"likelihood": "bernoulli", "scale": "none"}, "X: a Bernoulli likelihood needs features in [0,1] (got [-1, 2]); set dataset.scale=minmax or dataset.likelihood=gaussian"),
         (GOOD, {"n_clusters": 1}, "n_clusters must be an integer >= 2, got 1"),
-        (GOOD, {"likelihood": "poisson"}, "X: likelihood must be one of bernoulli, gaussian, got 'poisson'"),
+        (GOOD, {"likelihood": "poisson"}, "likelihood must be one of auto, bernoulli, gaussian, got 'poisson'"),
+        (GOOD, {"scale": "log"}, "scale must be one of auto, none, minmax, max, standard, got 'log'"),
         (GOOD, {"random_state": -1}, "seed must be a non-negative integer, got -1"),
     ],
 )
@@ -144,7 +149,103 @@ def test_bad_use_is_a_value_error(fitted, blobs):
         VaDEClustering(pretrain="nope").fit(GOOD)
     with pytest.raises(NotFittedError):
         VaDEClustering().predict(GOOD)
-    with pytest.raises(ValueError, match="X has 4 features but the model was trained on 32"):
+    with pytest.raises(ValueError, match="X has 4 features, but VaDEClustering is expecting 32 features as input"):
         fitted.predict(GOOD)
+    with pytest.raises(ValueError, match="Expected 2D array, got 1D array instead"):
+        VaDEClustering().fit(GOOD[:, 0])
+    with pytest.raises(ValueError, match="the model has a Bernoulli likelihood, which needs features in \\[0,1\\], "
+                       "but X as given spans \\[-1, 2\\]"):
+        fitted.predict(np.hstack([OUT_OF_RANGE] * 8))
     with pytest.raises(ValueError, match="n_per_cluster must be a positive integer, got 0"):
         fitted.sample(0)
+
+
+# ----------------------------------------------------------------------------------------- scikit-learn's checks
+
+# As small and quick as VaDE gets that still clusters check_clustering's three blobs (ARI > 0.4).
+QUICK = dict(
+    n_clusters=3, hidden=(8, 8), latent_dim=2, pretrain="ae", pretrain_epochs=2, init="gmm", train_epochs=2,
+    anchor_epochs=0, device="cpu", device_threads=1,
+)
+# Skipped by scikit-learn itself unless SCIPY_ARRAY_API=1 was set before scipy loaded (then it passes: see
+# test_array_api_check_passes_where_scipy_allows_it).
+SKIPPED = {"check_array_api_input"}
+
+
+def test_check_estimator_passes_but_for_the_named_checks():
+    results = estimator_checks.check_estimator(
+        VaDEClustering(**QUICK), expected_failed_checks=EXPECTED_FAILED_CHECKS, on_fail=None, on_skip=None,
+    )
+    by_status: dict[str, set[str]] = {}
+    for r in results:
+        by_status.setdefault(r["status"], set()).add(r["check_name"])
+    failed = [f"{r['check_name']}: {r['exception']!r}"[:300] for r in results if r["status"] == "failed"]
+    assert not failed, "\n".join(failed)
+    assert by_status["xfail"] == set(EXPECTED_FAILED_CHECKS)  # each named check still fails (else: unname it)
+    assert by_status.get("skipped", set()) <= SKIPPED
+    assert set(by_status) <= {"passed", "xfail", "skipped"}
+    assert sum(r["status"] == "passed" for r in results) >= 41  # 41 of 46 with scikit-learn 1.9
+
+
+@pytest.mark.slow  # a fresh interpreter: ~10-25 s of imports
+def test_array_api_check_passes_where_scipy_allows_it():
+    """check_array_api_input, which check_estimator skips unless SCIPY_ARRAY_API=1 was set before scipy loaded."""
+    code = (
+        "from sklearn.utils.estimator_checks import check_array_api_input\n"
+        "from vade_cli import VaDEClustering\n"
+        "from tests.test_estimator import QUICK\n"
+        "check_array_api_input('VaDEClustering', VaDEClustering(**QUICK), array_namespace='numpy',"
+        " expect_only_array_outputs=False)\n"
+    )
+    env = {**os.environ, "SCIPY_ARRAY_API": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+class _AtLeastTwoClusters(VaDEClustering):
+    """The estimator, with the n_clusters=1 that some checks set turned into 2."""
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, 2 if name == "n_clusters" and value == 1 else value)
+
+
+@pytest.mark.parametrize("check", sorted(EXPECTED_FAILED_CHECKS))
+def test_the_named_checks_fail_only_for_n_clusters_1(check):
+    getattr(estimator_checks, check)("VaDEClustering", _AtLeastTwoClusters(**QUICK))
+
+
+def test_likelihood_and_scaling_are_chosen_from_the_values(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=4.0, size=(3, 6))
+    blobs = np.repeat(centres, 20, axis=0) + rng.normal(size=(60, 6))
+    standardised = (blobs - blobs.mean(0)) / blobs.std(0)  # negative values: gaussian, standardised
+    pixels = np.clip(np.round(40 * (blobs - blobs.min())), 0, 200).astype(np.uint8)  # 0..200: bernoulli on x / 200
+    for X, likelihood, scale in [(standardised, "gaussian", "standard"), (pixels, "bernoulli", "max")]:
+        est = VaDEClustering(**QUICK).fit(X)  # batch_size=100 > 60 rows: clamped
+        assert (est.likelihood_, est.scale_, est.config_.train.batch_size) == (likelihood, scale, 60)
+        assert (est.likelihood, est.scale) == ("auto", "auto")  # the arguments stay as given
+        assert est.model_.likelihood == likelihood
+        x = (X.astype(np.float64) - est.scale_offset_) / est.scale_divisor_  # what the model saw
+        if scale == "max":
+            assert np.array_equal(est.scale_divisor_, np.full(6, 200.0)) and x.max() == 1.0
+        else:
+            np.testing.assert_allclose(x.mean(0), 0, atol=1e-6)  # statistics of X as float32, as vade-run's
+            np.testing.assert_allclose(x.std(0), 1, atol=1e-6)
+        assert np.array_equal(est.predict(X), est.labels_) and est.predict(X[:1])[0] == est.labels_[0]
+        assert np.isfinite(est.score(X))
+
+        saved = est.save(tmp_path / scale)
+        entry = json.loads((saved / "report.json").read_text())["dataset"]
+        assert (entry["likelihood"], entry["scale"]) == (likelihood, scale)
+        back = VaDEClustering.load(saved)
+        assert back.get_params() == {**est.get_params(), "batch_size": 60}  # the saved config has the size used
+        assert (back.likelihood_, back.scale_) == (likelihood, scale)
+        assert np.array_equal(back.scale_offset_, est.scale_offset_)
+        assert np.array_equal(back.scale_divisor_, est.scale_divisor_)
+        assert np.array_equal(back.predict(X), est.labels_)
+
+    with pytest.raises(ValueError, match=r"after fit's scaling \(scale=max\) spans \[1.2, 1.2\]"):
+        est.predict(np.full((2, 6), 240))  # brighter than anything fit saw
+    explicit = VaDEClustering(**QUICK, likelihood="gaussian", scale="none").fit(pixels)
+    assert (explicit.likelihood_, explicit.scale_) == ("gaussian", "none")
+    assert np.array_equal(explicit.scale_divisor_, np.ones(6))

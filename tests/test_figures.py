@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.container import BarContainer
 from matplotlib.image import imread
 
 from tests.conftest import TINY, compose_config
-from vade_cli import checkpoint, data, figures, sweep_figure, tasks
+from vade_cli import checkpoint, data, figures, tasks
 from vade_cli.run import train_run
+from vade_cli.sweeps import figure, table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DIGITS_FIGURES = ("samples.png", "confusion.png", "latent.png", "curves.png")
@@ -131,32 +133,73 @@ def test_tsne_map_and_one_dimensional_latents():
     assert xy.shape == (60, 2) and centers.shape == (3, 2)
 
 
-def test_table_figure_accepts_partial_rows(tmp_path):
-    rows = [
-        {"dataset": "mnist", "vade_acc_mean": 0.94, "vade_acc_std": 0.02, "published_acc": 0.9446},
-        {
-            "dataset": "digits",
-            "train.lr": "0.001",
-            "status": "completed",
-            "acc_mean": 0.81,
-            "gmm_acc_mean": 0.75,
-        },
-        {"dataset": "har", "status": "failed", "acc_mean": None, "paper_vade_acc": 84.46},  # percent
-        {},  # nothing at all
-    ]
-    path = sweep_figure.table_figure(rows, tmp_path / "table.png")
-    assert path == tmp_path / "table.png"
+def sweep_rows() -> list[dict]:
+    """Sweep-table rows as `table.aggregate` makes them: 3 seeds x 2 learning rates on digits, a failure."""
+    jobs = []
+    for lr, shift in (("0.001", 0.0), ("0.01", 0.1)):
+        for seed, acc in ((0, 0.6), (1, 0.7), (2, 0.8)):
+            jobs.append({
+                "status": "completed", "dataset": {"name": "digits", "n_samples": 100}, "n_clusters": 10,
+                "seed": seed, "final_elbo": -100.0 + acc, "init": {"partition_metrics": {"acc": 0.5 + shift}},
+                "metrics": {"gmm_init": {"acc": 0.55 + shift}, "final": {"acc": acc + shift}},
+                "_overrides": {"seed": str(seed), "train.lr": lr},
+            })  # fmt: skip
+    jobs.append({"status": "failed", "error": "boom", "config": {"dataset": {"name": "digits"}},
+                 "_overrides": {"seed": "3", "train.lr": "0.01"}})  # fmt: skip
+    return table.aggregate(jobs, ["train.lr"])
+
+
+def drawn_figure(rows: list[dict], keys: list[str], path: Path, monkeypatch):
+    """table_figure's Figure, kept for inspection, drawn on an Agg canvas as save_png drew it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    kept = {}
+
+    def save(fig, to):
+        kept["fig"] = fig
+        return figures.save_png(fig, to)
+
+    monkeypatch.setattr(figure, "save_png", save)
+    assert figure.table_figure(rows, keys, path) == path
     assert_png(path, min_side=100)
+    FigureCanvasAgg(kept["fig"]).draw()
+    return kept["fig"]
 
 
-def test_table_rows_are_labelled_by_their_setting():
-    row = {
-        "dataset": "digits",
-        "train.lr": "0.001",
-        "status": "failed",
-        "runs": 2,
-        "acc_mean": 0.5,
-        "error": "x",
+def test_table_figure_rows_show_partition_init_and_vade_by_dataset_and_setting(tmp_path, monkeypatch):
+    rows = sweep_rows()
+    assert isinstance(rows[0]["rho_elbo_acc"], float) and rows[0]["kept_init"] == "3/3"  # columns not to show
+    fig = drawn_figure(rows, ["train.lr"], tmp_path / "table.png", monkeypatch)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["digits train.lr=0.001", "digits train.lr=0.01", "digits train.lr=0.01 (failed)"]
+    bars = {c.get_label(): [round(p.get_width(), 6) for p in c.patches]
+            for c in ax.containers if isinstance(c, BarContainer)}
+    assert bars == {
+        "partition of the AE's latent means": [0.5, 0.6, 0.0],
+        "AE + prior init": [0.55, 0.65, 0.0],
+        "VaDE (mean ± std over seeds)": [0.7, 0.8, 0.0],
     }
-    assert sweep_figure._row_label(row) == "digits train.lr=0.001 (failed)"
-    assert sweep_figure._row_fraction({"paper_vade_acc": 84.46}, "paper_vade_acc") == pytest.approx(0.8446)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == list(bars)
+    renderer = fig.canvas.get_renderer()
+    legend_box = ax.get_legend().get_window_extent(renderer)
+    for other in (ax.xaxis.label, *ax.get_xticklabels(), *ax.get_yticklabels()):
+        assert not legend_box.overlaps(other.get_window_extent(renderer)), other.get_text()
+
+
+def test_table_figure_legend_stays_clear_with_one_row_and_with_many(tmp_path, monkeypatch):
+    one = sweep_rows()[:1]
+    many = [{**one[0], "train.lr": str(i)} for i in range(12)]
+    for rows in (one, many):
+        fig = drawn_figure(rows, ["train.lr"], tmp_path / "table.png", monkeypatch)
+        ax, renderer = fig.axes[0], fig.canvas.get_renderer()
+        assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.xaxis.label.get_window_extent(renderer))
+        assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+def test_table_figure_accepts_partial_rows(tmp_path):
+    rows = [{"dataset": "digits", "train.lr": "0.001", "acc_mean": 0.81}, {"dataset": "har", "status": "failed"}, {}]
+    assert_png(figure.table_figure(rows, ["train.lr"], tmp_path / "table.png"), min_side=100)
+    assert figure.row_label(rows[1], ["train.lr"]) == "har (failed)"
+    assert figure.row_label(rows[2], ["train.lr"]) == "?"

@@ -1,6 +1,6 @@
-"""Sweeps and tables: the sweep table (callback and `python -m vade_cli.table`), failed jobs, the
-pretraining cache, the launchers (submitit's local executor for real), the paper presets and
-`python -m vade_cli.reproduce --quick`.
+"""Sweeps and tables (`vade_cli.sweeps`): the sweep table (callback and `python -m vade_cli.sweeps.table`),
+failed jobs, the pretraining cache, the launchers (submitit's local executor for real), the paper
+presets and `python -m vade_cli.sweeps.reproduce --quick`.
 
 Real sweeps run the installed `vade-run -m` in a subprocess with tiny settings; everything that can
 be checked on fabricated reports is checked in-process.
@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import csv
 import json
-import runpy
 import shutil
 import statistics
 import subprocess
 import sys
 import threading
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import compose_config, vade_run
-from vade_cli import checkpoint, report, reproduce, table
-from vade_cli import sweep as sweep_cli
+from tests.conftest import REPO, compose_config, vade_run
+from vade_cli import checkpoint, report
 from vade_cli.run import train_run
+from vade_cli.sweeps import callback, reproduce, table
 
 # One epoch per phase on 200 samples: seconds per job, where process start-up dominates.
 TINY_CLI = ["model=small", "pretrain=ae", "pretrain.init=gmm", "pretrain.epochs=1", "train.epochs=1", "report.figures=false", "device=cpu",
@@ -130,17 +128,44 @@ def read_csv_text(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(text.splitlines()))
 
 
+def with_elbos(jobs: list[dict], elbos: list[float]) -> list[dict]:
+    for num, (job, elbo) in enumerate(zip(jobs, elbos)):
+        job |= {"final_elbo": elbo, "run_dir": f"sweep/{num}"}
+    return jobs
+
+
 def test_the_label_free_choice_is_named_beside_the_best_acc_job():
-    jobs = [fake_report("a", 0, acc, **{"train.lr": lr}) for acc, lr in ((0.9, "0.1"), (0.6, "0.2"), (0.7, "0.3"))]
-    for job, elbo, name in zip(jobs, (-80.0, -70.0, -75.0), "012"):
-        job |= {"objective": {"name": "final_elbo", "value": elbo}, "run_dir": f"sweep/{name}"}
+    jobs = with_elbos([fake_report("a", 0, acc, **{"train.lr": lr}) for acc, lr in ((0.9, "0.1"), (0.6, "0.2"), (0.7, "0.3"))],
+                      [-80.0, -70.0, -75.0])  # fmt: skip
     note = table.selection_note(jobs, ["train.lr"])
-    assert note.startswith("Label-free choice (highest final_elbo): job 1 (seed=0 train.lr=0.2), final_elbo -70")
-    assert "ACC 60.00 %" in note and "Best ACC among these jobs (labels, for reporting only): job 0" in note
+    (line,) = [ln for ln in note.splitlines() if ln.startswith("- ")]
+    assert line.startswith("- a: job 1 (train.lr=0.2 seed=0), final ELBO -70")
+    assert "ACC 60.00 %; best ACC: job 0 (train.lr=0.1 seed=0), ACC 90.00 %" in line
     for job in jobs:  # no labels: the choice alone
         job["metrics"]["final"]["acc"] = None
     assert "ACC" not in table.selection_note(jobs, ["train.lr"])
     assert table.selection_note(jobs[:1]) == ""  # nothing to choose between
+
+
+def test_the_label_free_choice_is_made_per_dataset_never_across_them():
+    """ELBOs of different data are not comparable: each dataset gets its own choice, named once."""
+    jobs = with_elbos([fake_report(ds, s, acc) for ds, s, acc in
+                       (("digits", 0, 0.3), ("synthetic", 0, 0.99), ("digits", 1, 0.35), ("synthetic", 1, 0.9))],
+                      [-850.0, -1200.0, -860.0, -1100.0])  # fmt: skip
+    note = table.selection_note(jobs)
+    assert [ln for ln in note.splitlines() if ln.startswith("- ")] == [
+        "- digits: job 0 (seed=0), final ELBO -850.0000, ACC 30.00 %; best ACC: job 2 (seed=1), ACC 35.00 %",
+        "- synthetic: job 3 (seed=1), final ELBO -1100.0000, ACC 90.00 %; best ACC: job 1 (seed=0), ACC 99.00 %",
+    ]
+    assert note.count("Label-free choice") == 1
+    # A swept dataset.* key is other data too; a failed job or one without an ELBO is never chosen.
+    jobs = with_elbos([fake_report("digits", 0, 0.3, **{"dataset.limit": n}) for n in ("100", "100", "200")],
+                      [-10.0, -20.0, -1.0])  # fmt: skip
+    jobs.append(fake_failure("digits", 1, "boom", **{"dataset.limit": "100"}) | {"final_elbo": 0.0})
+    jobs.append(fake_report("digits", 2, 0.3, **{"dataset.limit": "100"}) | {"final_elbo": None})
+    lines = [ln for ln in table.selection_note(jobs, ["dataset.limit"]).splitlines() if ln.startswith("- ")]
+    assert lines == ["- digits dataset.limit=100: job 0 (seed=0), final ELBO -10.0000, ACC 30.00 %; "
+                     "best ACC: job 0 (seed=0), ACC 30.00 %"]  # fmt: skip
 
 
 def test_seed_lists_are_compressed_into_spans():
@@ -154,14 +179,14 @@ def test_callback_writes_the_table_and_counts_failures(tmp_path):
         overrides = [f"{k}={v}" for k, v in job.pop("_overrides").items()]
         (tmp_path / str(num) / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides))
         (tmp_path / str(num) / "report.json").write_text(json.dumps(job))
-    callback = sweep_cli.SweepTableCallback()
+    hook = callback.SweepTableCallback()
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
-    callback.on_multirun_start(config)
-    callback.on_multirun_end(config)
-    assert sweep_cli.LAST_SWEEP_FAILURES == 1
+    hook.on_multirun_start(config)
+    hook.on_multirun_end(config)
+    assert callback.LAST_SWEEP_FAILURES == 1
     assert "| a | failed |" in (tmp_path / "table.md").read_text()
-    callback.on_multirun_start(config)  # the next sweep starts from zero
-    assert sweep_cli.LAST_SWEEP_FAILURES == 0
+    hook.on_multirun_start(config)  # the next sweep starts from zero
+    assert callback.LAST_SWEEP_FAILURES == 0
 
 
 def test_a_job_that_crashed_unexpectedly_still_leaves_a_failed_report(tmp_path):
@@ -170,7 +195,7 @@ def test_a_job_that_crashed_unexpectedly_still_leaves_a_failed_report(tmp_path):
     crashed = JobReturn(cfg=OmegaConf.create({"seed": 3}), status=JobStatus.FAILED)
     crashed.return_value = RuntimeError("CUDA error: an illegal memory access\nwas encountered")
     config = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(tmp_path)}}})
-    sweep_cli.SweepTableCallback().on_job_end(config, crashed)
+    callback.SweepTableCallback().on_job_end(config, crashed)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["status"] == "failed" and report["config"]["seed"] == 3
     assert report["error"] == "RuntimeError: CUDA error: an illegal memory access was encountered"
@@ -218,21 +243,60 @@ def test_sweep_table_rows_match_the_jobs_reports(tiny_sweep):
     md = (sweep / "table.md").read_text()
     assert "4 jobs: 4 completed, 0 failed" in md and "| digits | 200 | 10 | 2 | 0-1 |" in md
     assert "table.md" in proc.stderr  # the callback says where the table went
+    # The label-free choice: one line per dataset, among that dataset's jobs only, printed once.
+    assert md.count("Label-free choice") == proc.stderr.count("Label-free choice") == 1
+    for name in ("digits", "synthetic"):
+        mine = [n for n, r in enumerate(reports) if r["dataset"]["name"] == name]
+        chosen = max(mine, key=lambda n: reports[n]["final_elbo"])
+        line = f"- {name}: job {chosen} (seed={reports[chosen]['seed']}), final ELBO "
+        assert md.count(line) == proc.stderr.count(line) == 1
+    assert (sweep / "table.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_table_command_rebuilds_the_same_table_from_the_folder(tiny_sweep, monkeypatch, capsys):
-    """`python -m vade_cli.table DIR`, run in this process (runpy) to spare a second torch start-up."""
+def test_table_command_rebuilds_the_same_table_from_the_folder(tiny_sweep):
+    """`python -m vade_cli.sweeps.table DIR` as a user types it, with every warning an error: the
+    module runs once (no import circle makes runpy find it imported already)."""
     sweep, _ = tiny_sweep
     expected = {name: (sweep / name).read_text() for name in ("table.md", "table.csv")}
-    for name in expected:
+    for name in (*expected, "table.png"):
         (sweep / name).unlink()
-    monkeypatch.setattr(sys, "argv", ["vade_cli.table", str(sweep)])
-    with warnings.catch_warnings(), pytest.raises(SystemExit) as exit_info:
-        warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is already imported
-        runpy.run_module("vade_cli.table", run_name="__main__")
-    assert exit_info.value.code == 0
+    proc = subprocess.run([sys.executable, "-W", "error", "-m", "vade_cli.sweeps.table", str(sweep)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stderr
     assert {name: (sweep / name).read_text() for name in expected} == expected
-    assert capsys.readouterr().out == expected["table.md"]
+    assert (sweep / "table.png").read_bytes().startswith(b"\x89PNG")
+    assert proc.stdout == expected["table.md"]
+
+
+def test_the_sweeps_package_imports_point_one_way():
+    """callback -> table -> figure, reproduce -> table, lazy imports included: no circle, and
+    `python -m vade_cli.sweeps.table` never finds its own module imported already."""
+    import ast
+
+    edges = {}
+    for path in sorted((REPO / "vade_cli" / "sweeps").glob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+        edges[path.stem] = {n.split(".")[2] for n in names if n.startswith("vade_cli.sweeps.")}
+    assert edges == {"__init__": set(), "callback": {"table"}, "figure": set(), "reproduce": {"table"}, "table": {"figure"}}
+
+
+def test_make_targets_name_modules_that_exist():
+    """`make table`, `make reproduce-table`...: each `python -m` module in the Makefile can be run."""
+    import importlib.util
+    import re
+
+    modules = re.findall(r"\$\(PYTHON\) -m (vade_cli[\w.]*)", (REPO / "Makefile").read_text())
+    assert "vade_cli.sweeps.table" in modules and "vade_cli.sweeps.reproduce" in modules
+    for module in modules:
+        spec = importlib.util.find_spec(module)
+        assert spec is not None and (spec.submodule_search_locations is None
+                                     or importlib.util.find_spec(f"{module}.__main__")), module
 
 
 def test_an_interrupted_sweep_can_still_be_tabulated(tiny_sweep, tmp_path):
@@ -240,7 +304,7 @@ def test_an_interrupted_sweep_can_still_be_tabulated(tiny_sweep, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(sweep, partial, ignore=shutil.ignore_patterns("table.*"))
     (partial / "3" / "report.json").unlink()  # job 3 (synthetic, seed 1) was killed mid-run
-    result = sweep_cli.write_table(partial)
+    result = table.write_table(partial)
     assert result.failures == 1
     rows = read_csv(partial / "table.csv")
     assert [(r["dataset"], r["status"], r["runs"]) for r in rows] == [
@@ -250,8 +314,8 @@ def test_an_interrupted_sweep_can_still_be_tabulated(tiny_sweep, tmp_path):
 
 
 def test_table_command_names_a_folder_without_jobs(tmp_path):
-    assert sweep_cli.main([str(tmp_path)]) == 2
-    assert sweep_cli.main([str(tmp_path / "missing")]) == 2
+    assert table.main([str(tmp_path)]) == 2
+    assert table.main([str(tmp_path / "missing")]) == 2
 
 
 def test_a_failing_job_is_a_failed_row_and_vade_run_exits_1(tmp_path):
@@ -406,7 +470,7 @@ def test_one_sweep_covers_every_present_preset():
 
 
 def test_reproduce_quick_runs_end_to_end(tmp_path, monkeypatch):
-    """`python -m vade_cli.reproduce --quick` (main() here; the sweep itself is a real vade-run)."""
+    """`python -m vade_cli.sweeps.reproduce --quick` (main() here; the sweep itself is a real vade-run)."""
     monkeypatch.chdir(tmp_path)  # the sweep's pretraining cache lands in ./outputs
     out = tmp_path / "reproduce"
     assert reproduce.main(["--quick", "--seeds", "0,1", "--out", str(out)]) == 0

@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vade_cli import checkpoint, report
+from vade_cli import checkpoint, report, slurm
 from vade_cli.errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged, UserError
 from vade_cli.text import one_line
 
@@ -61,7 +61,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
     missing = [k for k in ("task", "dataset", "model", "pretrain", "train", "seed") if k not in resumed]
     if missing:
         raise CheckpointError(f"{saved} is not a vade-cli run config (missing {', '.join(missing)})")
-    resumed = with_new_keys(resumed, cfg)
+    resumed = migrate(resumed, cfg)
     saved_device = resumed.get("device") or {}
     for group in ("device", "report"):
         resumed[group] = kept_unless_named(resumed.get(group), cfg.get(group, {}), group, overrides)
@@ -77,20 +77,42 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
 
 # Groups whose every choice has the same keys, so today's defaults can stand in for keys added since.
 BACKFILLED = ("model", "pretrain", "train")
+# Settings vade-cli no longer has, and what a run does instead; an older run folder's config may hold them.
+RETIRED = {
+    "objective": "a run returns its final ELBO to a tuning sweeper",
+    "dataset.debian_dir": "Debian's Fashion-MNIST folder is looked up by itself",
+    "device.flush_denormal": "the CPU always flushes subnormal floats to zero",
+    "pretrain.output_refit_scope": "the refit fits the output layer alone",
+    "train.anchor_release_epochs": "the anchor lets go at once after train.anchor_epochs",
+    "train.checkpoint_every": "checkpoints follow the clock, train.checkpoint_every_s",
+}
 
 
-def with_new_keys(saved: DictConfig, now: DictConfig) -> DictConfig:
-    """`saved` with the settings vade-cli gained after the run started, at their defaults.
+def migrate(saved: DictConfig, now: DictConfig) -> DictConfig:
+    """An older run folder's saved config in today's shape, so it resumes: the one place that knows
+    how configs changed between releases.
 
-    A new setting's default keeps the behaviour it was added to (e.g. `pretrain.init_draws=1`), so
-    the run continues as it began; without this, an older run folder could not be resumed.
+    Retired settings (`RETIRED`) are dropped: nothing reads them, and today's config could not take
+    them. Settings added since take today's default, which keeps the behaviour they were added to
+    (e.g. `pretrain.init_draws=1`), so the run continues as it began. Each change is named in one line.
     """
+    dropped = []
+    for key in RETIRED:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(saved, parent) if parent else saved
+        if isinstance(node, DictConfig) and leaf in node:
+            dropped.append(f"{key}={node[leaf]}")
+            del node[leaf]
     added = []
     for group in BACKFILLED:
         for key, value in (now.get(group) or {}).items():
             if group in saved and key not in saved[group]:
                 saved[group][key] = value
                 added.append(f"{group}.{key}")
+    if dropped:
+        report.console.print(f"note: settings retired since this run started are dropped: {', '.join(dropped)} "
+                             f"({'; '.join(RETIRED[d.split('=', 1)[0]] for d in dropped)})",
+                             highlight=False, soft_wrap=True)
     if added:
         report.console.print(f"note: settings added since this run started take their defaults: {', '.join(added)}",
                              highlight=False, soft_wrap=True)
@@ -133,7 +155,7 @@ def run_task(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if changed:  # after the run: a bad checkpoint must still fail in one line
             report.console.print(f"note: resumed with other device settings ({changed}); the numbers match an "
                                  "uninterrupted run to rounding, not bit for bit", soft_wrap=True)
-        return result["objective"]["value"]  # what a tuning sweeper (hydra/sweeper=optuna) maximises
+        return result["final_elbo"]  # what a tuning sweeper (hydra/sweeper=optuna) maximises: label-free
     if cfg.task in ("predict", "sample"):
         from vade_cli import tasks
 
@@ -197,15 +219,18 @@ def main() -> None:
     """Console entry point: run Hydra, turn its composition errors into one line, report sweep failures."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let Hydra's errors reach us instead of printing a trace
     try:
-        hydra_app()
+        with slurm.one_line_errors():  # hydra/launcher=slurm: sbatch's refusal names the setting to change
+            hydra_app()
+    except slurm.SlurmError as exc:
+        fail(str(exc), exc.code)
     except (HydraException, OmegaConfBaseException) as exc:
         fail(composition_message(exc))
     except OSError as exc:
         fail(_message(exc))
-    from vade_cli import sweep
+    from vade_cli.sweeps import callback
 
-    if sweep.LAST_SWEEP_FAILURES:
-        fail(f"{sweep.LAST_SWEEP_FAILURES} sweep job(s) failed; see the failed rows in table.md", 1)
+    if callback.LAST_SWEEP_FAILURES:
+        fail(f"{callback.LAST_SWEEP_FAILURES} sweep job(s) failed; see the failed rows in table.md", 1)
 
 
 if __name__ == "__main__":

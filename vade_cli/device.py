@@ -31,15 +31,16 @@ def resolve_device(cfg: DictConfig) -> torch.device:
 
 
 def configure(cfg: DictConfig, device: torch.device) -> None:
-    """Threads and subnormal flushing on the CPU; TF32 on CUDA (from the device config).
+    """Threads, and subnormal floats flushed to zero, on the CPU; TF32 on CUDA (from the device config).
 
-    A pretrained network's Adam state holds millions of subnormal floats (squared gradients below
-    1e-38), and x86 cores take a slow path for each: 10 VaDE epochs on MNIST took 2.4 times as long
-    with them as flushed to zero, and the two runs' metrics were byte-identical (README: Performance).
-    It is set before the thread count, so the OpenMP workers, created later, inherit it.
+    Flushing is not a setting: a pretrained network's Adam state holds millions of subnormal floats
+    (squared gradients below 1e-38), and x86 cores take a slow path for each: 10 VaDE epochs on MNIST
+    took 2.4 times as long with them as flushed to zero, and the two runs' metrics were byte-identical
+    (README: Performance). It is set before the thread count, so the OpenMP workers, created later,
+    inherit it.
     """
     if device.type == "cpu":
-        torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
+        torch.set_flush_denormal(True)
     threads = cfg.get("threads")
     count = int(threads) if threads else len(os.sched_getaffinity(0))
     torch.set_num_threads(count)

@@ -3,9 +3,12 @@
 `fit(X)` composes the packaged Hydra config with overrides built from the constructor's arguments
 (what `vade-run` does with the command line), builds a `Dataset` from X instead of loading one, and
 runs the same `run.fit_model` as `vade-run` (autoencoder, prior init, VaDE), then `run.evaluate`.
-Checkpoints go to a temporary folder, or to
-`run_dir`. `save(path)` writes a run folder that `vade-run task=predict|sample checkpoint=<path>`
-reads, and `VaDEClustering.load(path)` reads any finished `vade-run` training folder.
+Checkpoints go to a temporary folder, or to `run_dir`. Like `vade-run dataset=file`, it picks the
+likelihood and scaling from X's values (`likelihood="auto"`, `scale="auto"`), learns the scaling's
+statistics at fit and applies them to every X it is given afterwards. It passes scikit-learn's
+`check_estimator` but for the checks named in `EXPECTED_FAILED_CHECKS`. `save(path)` writes a run
+folder that `vade-run task=predict|sample checkpoint=<path>` reads, and `VaDEClustering.load(path)`
+reads any finished `vade-run` training folder.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import random
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from sklearn import config_context
 from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import Tags, check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vade_cli import checkpoint, data, pretrain, report, tasks, train
 from vade_cli.data._common import as_features
@@ -43,25 +46,44 @@ HYDRA_CONFIG = ".hydra/config.yaml"
 CHUNK = 4096  # rows per pass when scoring, as the model's own inference passes
 # What `save` writes; a folder holding anything else belongs to something else and is not overwritten.
 SAVED_ENTRIES = {".hydra", checkpoint.CHECKPOINT_DIR, checkpoint.GMM_INIT_PT, checkpoint.GMM_INIT_JSON, checkpoint.REPORT}
+LIKELIHOOD_CHOICES = (data.AUTO, *data.LIKELIHOODS)
+SCALE_CHOICES = (data.AUTO, *data.SCALINGS)
+
+# scikit-learn's `check_estimator` checks that cannot pass, each with the reason: pass it as
+# `check_estimator(est, expected_failed_checks=EXPECTED_FAILED_CHECKS)` (or to `parametrize_with_checks`).
+N_CLUSTERS_1 = "sets n_clusters=1; VaDE's prior is a mixture and, as in vade-run, needs n_clusters >= 2"
+EXPECTED_FAILED_CHECKS = {
+    "check_dont_overwrite_parameters": N_CLUSTERS_1,
+    "check_fit2d_predict1d": N_CLUSTERS_1,
+    "check_methods_subset_invariance": N_CLUSTERS_1,
+    "check_fit2d_1feature": N_CLUSTERS_1,
+}
 
 
 class VaDEClustering(ClusterMixin, BaseEstimator):
     """VaDE deep clustering with the `vade-run` pipeline behind a scikit-learn interface.
 
     Arguments mirror config keys: `n_clusters`, `model.hidden`, `model.latent_dim`,
-    `dataset.likelihood`, the `pretrain` group (`dec` or `ae`), `pretrain.epochs` (None: the group's
-    own), `pretrain.init` (`umap`, `gmm`, `kmeans`), `train.epochs`, `train.anchor_epochs`,
+    `dataset.likelihood`, `dataset.scale`, the `pretrain` group (`dec` or `ae`), `pretrain.epochs`
+    (None: the group's own), `pretrain.init` (`umap`, `gmm`, `kmeans`), `train.epochs`, `train.anchor_epochs`,
     `train.lr`, `train.batch_size`, the `device` group (`auto`, `cpu`, `cuda`), `device.threads`,
     and `seed` (`random_state`: an int >= 0; None or a RandomState draws one, recorded in `config_`).
+    `batch_size` larger than X's rows is clamped to the rows (as scikit-learn's MLP does; `config_`,
+    and so a saved folder and `load`, record the size used).
     `overrides` are further Hydra overrides, exactly as on the command line ("train.prior_lr=0.01").
     `run_dir`: where fit writes its checkpoints and run files (default: a temporary folder, removed
     after fit); `verbose`: the CLI's progress bars. Like `vade-run`, fit and predict set torch's CPU
     thread count (`device.threads`, default all cores).
-    X is used as given (`dataset.scale=none`): scale it beforehand, e.g. with MinMaxScaler for the
-    Bernoulli likelihood (features in [0,1]) or StandardScaler for the Gaussian one.
+    `likelihood` ("auto", "bernoulli", "gaussian") and `scale` ("auto", "none", "minmax", "max",
+    "standard") are decided as `vade-run dataset=file` decides them (`data.choose_likelihood`): with
+    both "auto", features in [0,1] get the Bernoulli decoder as they are, non-negative integers up to
+    255 (pixels) the Bernoulli decoder on x / max(x), anything else the Gaussian decoder on standardised
+    features. The scaling's statistics are learned at fit and applied unchanged by predict,
+    predict_proba and score; explicit values take precedence ("bernoulli" with "none": X used as given).
 
-    Bad input raises ValueError with the CLI's one-line message, before any training: X not 2-D
-    ("X: features must be a 2-D array [samples, features], got shape (N,)"), NaN or inf
+    Bad input raises scikit-learn's errors where scikit-learn checks it (`validate_data`: not 2-D,
+    empty, sparse, complex, one row at fit, a feature count other than fit's), otherwise ValueError with
+    the CLI's one-line message, before any training: NaN or inf
     ("X: R rows contain NaN or inf (first: row I); clean or drop them first"), fewer samples than
     clusters ("n_clusters=K exceeds the N samples; use at most N"), Bernoulli data outside [0,1]
     ("X: a Bernoulli likelihood needs features in [0,1] (got [lo, hi]); ..."), and every config
@@ -69,10 +91,12 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
 
     Fitted attributes: `labels_` (argmax_c q(c|x) at the encoder mean), `init_labels_` (the
     initialised prior's predictions, before VaDE training), `weights_` [K], `means_` [K, J],
-    `covariances_` [K, J] (diagonal variances), `n_features_in_`, `history_` (one record per VaDE
-    epoch), `prior_init_` (the gmm_init snapshot), `config_` (the composed config), `model_` (the
-    VaDE module, on the CPU). An estimator from `load` has all but `labels_` and `init_labels_`,
-    which need the training data.
+    `covariances_` [K, J] (diagonal variances), `n_features_in_`, `likelihood_` and `scale_` (the
+    decoder and scaling used), `scale_offset_` and `scale_divisor_` [D] (the model sees
+    (X - offset) / divisor), `history_` (one record per VaDE epoch), `prior_init_` (the gmm_init
+    snapshot), `config_` (the composed config), `model_` (the VaDE module, on the CPU). An estimator
+    from `load` has all but `labels_` and `init_labels_`, which need the training data; from a
+    `vade-run` folder, its `scale_` is "none": X is taken as prepared as the run's data.
     """
 
     def __init__(
@@ -81,7 +105,8 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
         *,
         hidden: Sequence[int] = (500, 500, 2000),
         latent_dim: int = 10,
-        likelihood: str = "bernoulli",
+        likelihood: str = "auto",
+        scale: str = "auto",
         pretrain: str = "dec",
         pretrain_epochs: int | None = None,
         init: str = "umap",
@@ -100,6 +125,7 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
         self.hidden = hidden
         self.latent_dim = latent_dim
         self.likelihood = likelihood
+        self.scale = scale
         self.pretrain = pretrain
         self.pretrain_epochs = pretrain_epochs
         self.init = init
@@ -114,6 +140,20 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
         self.run_dir = run_dir
         self.verbose = verbose
 
+    def __sklearn_tags__(self) -> Tags:
+        """A clusterer of dense, finite, 2-D numeric X of any sign; deterministic for a given random_state."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.input_tags.positive_only = False
+        tags.non_deterministic = False
+        tags.target_tags.required = False
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted once there is a model (a failed fit may have set `n_features_in_` and nothing else)."""
+        return hasattr(self, "model_")
+
     # ------------------------------------------------------------------------------------- config
 
     def config_overrides(self) -> list[str]:
@@ -124,7 +164,7 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
         chosen = {
             "dataset": "file",
             "dataset.likelihood": self.likelihood,
-            "dataset.scale": "none",
+            "dataset.scale": self.scale,
             "n_clusters": self.n_clusters,
             "model.hidden": self.hidden,
             "model.latent_dim": self.latent_dim,
@@ -144,6 +184,9 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
         return [f"{k}={_override_value(v)}" for k, v in chosen.items() if v is not None] + list(self.overrides)
 
     def _compose(self) -> DictConfig:
+        for name, choices in (("likelihood", LIKELIHOOD_CHOICES), ("scale", SCALE_CHOICES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         with _user_errors():
             cfg = compose_config(self.config_overrides())
             check_config(cfg)
@@ -152,20 +195,38 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
     # ------------------------------------------------------------------------------------- fitting
 
     def fit(self, X: Any, y: Any = None) -> VaDEClustering:
-        """Pretrain, initialise the prior, train VaDE on X. `y` is ignored: labels are never used."""
+        """Pretrain, initialise the prior, train VaDE on X. `y` is ignored: labels are never used.
+
+        X is checked first (scikit-learn's checks, then NaN/inf), then the arguments, then the two
+        together; a fit that fails leaves an earlier fit's attributes as they were.
+        """
+        with _kept_on_error(self, ("n_features_in_", "feature_names_in_")):
+            x = _features(validate_data(self, X, **CHECK_ARRAY, ensure_min_samples=2))
+            return self._fit(x)
+
+    def _fit(self, x: np.ndarray) -> VaDEClustering:
         cfg = self._compose()
-        dataset = _dataset(X, str(cfg.dataset.likelihood), fitting=True)
+        likelihood, scale = str(self.likelihood), str(self.scale)
+        if data.AUTO in (likelihood, scale):  # as data.load decides for `vade-run dataset=file`
+            chosen_likelihood, chosen_scale = data.choose_likelihood(x)
+            likelihood = chosen_likelihood if likelihood == data.AUTO else likelihood
+            scale = chosen_scale if scale == data.AUTO else scale
+        offset, divisor = _scaling(x, scale)
+        dataset = _dataset(_scaled(x, offset, divisor), likelihood, scale)
+        cfg.train.batch_size = min(int(cfg.train.batch_size), dataset.n_samples)  # as sklearn's MLP clamps
         with _user_errors():
             check_against_data(cfg, dataset.n_samples)
             device = resolve_device(cfg.device)
         configure(cfg.device, device)
         folder = nullcontext(Path(self.run_dir).expanduser()) if self.run_dir is not None else tempfile.TemporaryDirectory(prefix="vade-")
-        with folder as run_dir, _global_rng_kept(device):
+        # The prior's init calls scikit-learn (GaussianMixture, KMeans) on NumPy arrays of its own making: a
+        # caller's array_api_dispatch=True would only make it refuse init_params="kmeans".
+        with folder as run_dir, _global_rng_kept(device), config_context(array_api_dispatch=False):
             run_dir = Path(run_dir)
             checkpoint.atomic_write_text(run_dir / HYDRA_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
             model, snapshot, init_labels, history = _train(cfg, dataset, device, run_dir, self.verbose)
             labels, _ = evaluate(model, torch.as_tensor(dataset.x, device=device), None, cfg.device)
-            self._set_fitted(cfg, model.cpu(), snapshot, history, _data_info(dataset))
+            self._set_fitted(cfg, model.cpu(), snapshot, history, _data_info(dataset, offset, divisor))
             self.labels_, self.init_labels_ = labels, init_labels
             if self.run_dir is not None:  # last.pt there is train.fit's own (with the optimiser): keep it
                 self._write_run_files(run_dir)
@@ -180,6 +241,11 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
             self.covariances_ = prior.clamped_log_var().exp().numpy()
         self.n_features_in_ = int(model.decoder.out.out_features)
         self.config_, self.model_, self.prior_init_, self.history_ = cfg, model.eval(), snapshot, history
+        self.likelihood_, self.scale_ = data_info["likelihood"], data_info.get("scale", "none")
+        n = self.n_features_in_
+        offset, divisor = data_info.get("scale_offset"), data_info.get("scale_divisor")
+        self.scale_offset_ = np.zeros(n) if offset is None else np.asarray(offset, dtype=np.float64)
+        self.scale_divisor_ = np.ones(n) if divisor is None else np.asarray(divisor, dtype=np.float64)
         self._data_info = data_info
 
     # ------------------------------------------------------------------------------------- using
@@ -214,7 +280,8 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
     def sample(self, n_per_cluster: int = 16, random_state: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """n_per_cluster draws from every cluster: (X [K*n, D], c [K*n]), as `vade-run task=sample`.
 
-        Bernoulli models give pixel probabilities, Gaussian ones the decoder means. The draws come
+        Bernoulli models give pixel probabilities, Gaussian ones the decoder means, both in the units the
+        model sees (X * scale_divisor_ + scale_offset_ maps them back to X's). The draws come
         from the CPU with seed `random_state` (default: the config's seed), so
         `sample(n, random_state=S)` equals `vade-run task=sample checkpoint=<saved> n_per_cluster=n seed=S`.
         """
@@ -229,17 +296,19 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
     def _prepared(self, X: Any) -> tuple[VaDE, torch.Tensor]:
         """The model on the configured device and X checked and placed beside it."""
         check_is_fitted(self)
-        dataset = _dataset(X, self._data_info["likelihood"], fitting=False)
-        if dataset.n_features != self.n_features_in_:
+        x = _features(validate_data(self, X, **CHECK_ARRAY, reset=False))
+        x = _scaled(x, self.scale_offset_, self.scale_divisor_)
+        if self.likelihood_ == "bernoulli" and (x.min() < 0 or x.max() > 1):
+            how = "as given" if self.scale_ == "none" else f"after fit's scaling (scale={self.scale_})"
             raise ValueError(
-                f"X has {dataset.n_features} features but the model was trained on {self.n_features_in_}; "
-                "predict needs data with the same features, prepared the same way"
+                f"X: the model has a Bernoulli likelihood, which needs features in [0,1], but X {how} spans "
+                f"[{x.min():.3g}, {x.max():.3g}]; give data prepared as the data fit saw"
             )
         with _user_errors():
             device = resolve_device(self.config_.device)
         configure(self.config_.device, device)
         model = self.model_ if device.type == "cpu" else copy.deepcopy(self.model_).to(device)
-        return model, torch.as_tensor(dataset.x, device=device)
+        return model, torch.as_tensor(x, device=device)
 
     # ------------------------------------------------------------------------------------- folders
 
@@ -307,11 +376,15 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
         def get(key: str, default: Any = None) -> Any:
             return OmegaConf.select(cfg, key, default=default)
 
+        info = tasks._report(folder).get("dataset") or _data_info(shape_of)
+        # `save` records the scaling it learned; a `vade-run` folder does not: X is then used as given.
+        scaled = "scale_offset" in info
         estimator = cls(
             n_clusters=int(cfg.n_clusters),
             hidden=tuple(int(h) for h in cfg.model.hidden),
             latent_dim=int(cfg.model.latent_dim),
-            likelihood=shape_of.likelihood,
+            likelihood=str(get("dataset.likelihood")) if scaled else shape_of.likelihood,
+            scale=str(get("dataset.scale")) if scaled else "none",
             pretrain=get("pretrain.name", "dec"),
             pretrain_epochs=get("pretrain.epochs"),
             init=get("pretrain.init", "gmm"),
@@ -324,7 +397,8 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
             random_state=int(get("seed", 0)),
         )
         estimator.overrides = _differences(cfg, estimator)
-        info = tasks._report(folder).get("dataset") or _data_info(shape_of)
+        if not scaled:
+            info = {**info, "scale": "none"}
         estimator._set_fitted(cfg, model, snapshot, list(last.get("history") or []), info)
         return estimator
 
@@ -409,20 +483,71 @@ def _override_value(value: Any) -> str:
     return str(value)
 
 
-def _dataset(X: Any, likelihood: str, fitting: bool) -> data.Dataset:
-    """X checked as the data loaders check a file; predicting accepts a single row."""
+# How fit and predict take X: scikit-learn's checks and messages for the array itself (dense, numeric, 2-D,
+# not empty); NaN and inf are left to `as_features`, whose message names the rows.
+CHECK_ARRAY = dict(accept_sparse=False, dtype="numeric", ensure_all_finite=False)
+
+
+def _features(x: np.ndarray) -> np.ndarray:
+    """X as the data loaders read a file: float32 [N, D], with no NaN or inf."""
     with _user_errors():
-        dataset = data.Dataset("X", as_features(X, "X"), None, likelihood)
-        # validate() asks for two rows (enough to cluster); one row is enough to assign.
-        data.validate(dataset if fitting or dataset.n_samples > 1 else replace(dataset, x=np.repeat(dataset.x, 2, 0)))
+        return as_features(x, "X")
+
+
+def _scaling(x: np.ndarray, scale: str) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, divisor) [D] of `scale` on x, the statistics `data.load` computes for `dataset.scale`."""
+    x = x.astype(np.float64)
+    n = x.shape[1]
+    if scale == "max":
+        return np.zeros(n), np.full(n, max(float(np.abs(x).max()), 1e-12))
+    if scale == "minmax":
+        lo, hi = x.min(axis=0), x.max(axis=0)
+        return lo, np.where(hi > lo, hi - lo, 1.0)
+    if scale == "standard":
+        sd = x.std(axis=0)
+        return x.mean(axis=0), np.where(sd > 0, sd, 1.0)
+    return np.zeros(n), np.ones(n)  # none
+
+
+def _scaled(x: np.ndarray, offset: np.ndarray, divisor: np.ndarray) -> np.ndarray:
+    """(x - offset) / divisor in float64, as float32: the numbers `data.load` gives the model."""
+    return ((x.astype(np.float64) - offset) / divisor).astype(np.float32)
+
+
+def _dataset(x: np.ndarray, likelihood: str, scale: str) -> data.Dataset:
+    """Scaled X checked as the data loaders check a file (a Bernoulli likelihood needs [0,1])."""
+    with _user_errors():
+        dataset = data.Dataset("X", x, None, likelihood, scale=scale)
+        data.validate(dataset)
     return dataset
 
 
-def _data_info(dataset: data.Dataset) -> dict[str, Any]:
-    """report.json's `dataset` entry, which task=sample reads for the likelihood and image shape."""
-    return {"name": dataset.name, "n_samples": dataset.n_samples, "n_features": dataset.n_features,
-            "likelihood": dataset.likelihood, "has_labels": dataset.y is not None,
+def _data_info(dataset: data.Dataset, offset: np.ndarray | None = None, divisor: np.ndarray | None = None,
+               ) -> dict[str, Any]:
+    """report.json's `dataset` entry, which task=sample reads for the likelihood and image shape; from
+    fit, also the scaling it learned (what `load` gives back to predict)."""
+    info = {"name": dataset.name, "n_samples": dataset.n_samples, "n_features": dataset.n_features,
+            "likelihood": dataset.likelihood, "scale": dataset.scale, "has_labels": dataset.y is not None,
             "image_shape": list(dataset.image_shape) if dataset.image_shape else None}
+    if offset is not None and divisor is not None:
+        info.update(scale_offset=offset.tolist(), scale_divisor=divisor.tolist())
+    return info
+
+
+@contextmanager
+def _kept_on_error(estimator: VaDEClustering, names: tuple[str, ...]) -> Iterator[None]:
+    """Attributes `names` of the estimator as they were before, should the block raise before a new model."""
+    before = {name: estimator.__dict__[name] for name in names if name in estimator.__dict__}
+    model = estimator.__dict__.get("model_")
+    try:
+        yield
+    except BaseException:
+        if estimator.__dict__.get("model_") is not model:  # fitted, then failed writing files: keep it
+            raise
+        for name in names:
+            estimator.__dict__.pop(name, None)
+        estimator.__dict__.update(before)
+        raise
 
 
 @contextmanager

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from vade_cli import table
 from vade_cli.checkpoint import atomic_write_text
+from vade_cli.sweeps import table
 from vade_cli.validate import int_list_arg
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the development checkout's data folder

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vade_cli import checkpoint, data, metrics, objective, pretrain, report, trackers, train
+from vade_cli import checkpoint, data, metrics, pretrain, report, trackers, train
 from vade_cli.device import autocast, bf16_enabled, configure, resolve_device, seed_everything
 from vade_cli.model import VaDE
 from vade_cli.validate import check_against_data, check_config
@@ -173,7 +173,6 @@ def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x
             # The phase this session resumed in (None: it ran them all); each time counts the session that ran it.
             "resumed_in": resumed_in,
         },
-        "objective": objective.evaluate(str(cfg.get("objective", "final_elbo")), history, snapshot),
         "versions": report.package_versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

@@ -87,11 +87,12 @@ def load(cfg: DictConfig) -> Dataset:
     ds = _LOADERS[name](cfg)
     validate_raw(ds)  # shape and finiteness first: scaling would smear one NaN over a whole column
     scale = str(cfg.get("scale") or "none")
-    if AUTO in (ds.likelihood, scale):
-        likelihood, chosen = choose_likelihood(ds.x)
-        ds = replace(ds, likelihood=likelihood if ds.likelihood == AUTO else ds.likelihood)
-        scale = chosen if scale == AUTO else scale
+    if scale == AUTO:
+        scale = choose_scale(ds.x, ds.likelihood)
     ds = _apply_scale(ds, scale)
+    if ds.likelihood == AUTO:  # on the scaled values: a named scale decides what the decoder sees
+        likelihood = choose_likelihood(ds.x)[0] if cfg.get("scale") == AUTO else _fits_bernoulli(ds.x)
+        ds = replace(ds, likelihood=likelihood)
     limit = cfg.get("limit")
     if limit is not None:
         ds = stratified_subset(ds, int(limit), seed=int(cfg.get("limit_seed", 0)))
@@ -113,6 +114,20 @@ def choose_likelihood(x: np.ndarray) -> tuple[str, str]:
     if lo >= 0.0 and hi <= 255.0 and bool(np.all(x == np.round(x))):
         return "bernoulli", "max"
     return "gaussian", "standard"
+
+
+def choose_scale(x: np.ndarray, likelihood: str) -> str:
+    """`scale=auto`: what `choose_likelihood` would pick, or what a named likelihood needs."""
+    if likelihood == AUTO:
+        return choose_likelihood(x)[1]
+    if likelihood == "gaussian":
+        return "standard"
+    lo, hi = float(x.min()), float(x.max())
+    return "none" if lo >= 0.0 and hi <= 1.0 else "max" if lo >= 0.0 else "minmax"
+
+
+def _fits_bernoulli(x: np.ndarray) -> str:
+    return "bernoulli" if float(x.min()) >= 0.0 and float(x.max()) <= 1.0 else "gaussian"
 
 
 def _apply_scale(ds: Dataset, scale: str) -> Dataset:

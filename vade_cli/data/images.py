@@ -156,11 +156,15 @@ def load_mnist(cfg: DictConfig) -> Dataset:
     return load_idx_benchmark(cfg, "MNIST", "MNIST", [resolve_root(cfg) / "mnist"])
 
 
+# Debian's `apt-get install dataset-fashion-mnist` puts the same pixels here (other gzip headers, so
+# other md5s than torchvision expects); it is read directly, after dataset.root and before any download.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
 @register("fashion_mnist")
 def load_fashion_mnist(cfg: DictConfig) -> Dataset:
     """70,000 28x28 clothing images; Debian's `dataset-fashion-mnist` folder is tried before the network."""
-    debian = cfg.get("debian_dir")
-    fallbacks = [resolve_root(cfg) / "fashion-mnist"] + ([Path(str(debian)).expanduser()] if debian else [])
+    fallbacks = [resolve_root(cfg) / "fashion-mnist", DEBIAN_FASHION_MNIST]
     return load_idx_benchmark(cfg, "FashionMNIST", "Fashion-MNIST", fallbacks)
 
 

@@ -2,10 +2,10 @@
 
 The presets whose data files are present run as one sweep, `vade-run -m experiment=a,b seed=...`,
 in a subprocess (exactly what a user would type) into <out>/, where the sweep callback writes its
-table.md; then every job is aggregated by `vade_cli.table` into reproduce.md / reproduce.csv beside
+table.md; then every job is aggregated by `vade_cli.sweeps.table` into reproduce.md / reproduce.csv beside
 it. Missing datasets are skipped and named, never fatal.
 
-    python -m vade_cli.reproduce [--quick] [--seeds 0,1,2,3,4] [--out DIR] [OVERRIDE ...]
+    python -m vade_cli.sweeps.reproduce [--quick] [--seeds 0,1,2,3,4] [--out DIR] [OVERRIDE ...]
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vade_cli import checkpoint, table
+from vade_cli import checkpoint
+from vade_cli.sweeps import table
 from vade_cli.text import one_line
 from vade_cli.validate import int_list_arg
 
@@ -245,7 +246,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m vade_cli.reproduce",
+        prog="python -m vade_cli.sweeps.reproduce",
         description="Run the paper presets over seeds for every dataset present; tabulate beside the paper.",
     )
     parser.add_argument("--quick", action="store_true", help="digits and synthetic, tiny settings (seconds)")

@@ -1,13 +1,15 @@
 """Sweep tables: every job's report.json -> one row per dataset and swept setting -> table.md, table.csv.
 
 Reading a sweep folder, the aggregation (pure: job dicts in, row dicts out, so it can be tested
-without runs) and the Markdown/CSV rendering. `vade_cli.sweep` calls it when a multirun ends and
-from `python -m vade_cli.table DIR` (`make table DIR=...`), so an interrupted sweep can still be
-tabulated.
+without runs), the Markdown/CSV rendering and the writing, with table.png drawn best effort
+(`vade_cli.sweeps.figure`). The Hydra callback (`vade_cli.sweeps.callback`) calls it when a multirun
+ends; `python -m vade_cli.sweeps.table DIR` (`make table DIR=...`) tabulates any sweep folder, an
+interrupted one too.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -28,6 +30,7 @@ from scipy.stats import spearmanr
 
 from vade_cli import checkpoint
 from vade_cli.errors import UserError
+from vade_cli.report import console
 from vade_cli.text import decimal, one_line
 
 # Seeds are what rows average over; the dataset has a column of its own; threads change speed, not results.
@@ -54,7 +57,8 @@ COLUMNS = (
     "nmi_mean", "nmi_std", "ari_mean", "ari_std", "wall_s_mean", "rho_elbo_acc", "rho_init_ll_acc", "error",
 )  # fmt: skip
 # Label-free scores whose rank correlation with ACC across seeds says whether they could pick seeds.
-SELECTORS = {"rho_elbo_acc": ("final_elbo",), "rho_init_ll_acc": ("init", "log_likelihood")}
+SCORE = ("final_elbo",)  # the label-free number a run returns to a tuning sweeper; higher is better
+SELECTORS = {"rho_elbo_acc": SCORE, "rho_init_ll_acc": ("init", "log_likelihood")}
 
 
 # ---------------------------------------------------------------- reading a sweep folder
@@ -355,29 +359,46 @@ def caption(jobs: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
 
 
 def selection_note(jobs: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> str:
-    """The job a label-free objective would pick beside the best-ACC job: what tuning without labels costs.
+    """Per dataset, the job the final ELBO would pick without labels, beside the best-ACC job: what
+    tuning without labels costs.
 
-    Empty below two scored jobs. The ACC side appears only when the jobs have labels to report.
+    ELBOs are compared only between jobs on the same data: the same dataset and the same value of
+    any `dataset.*` key the sweep varied. Data with fewer than two scored jobs gets no line; the ACC
+    side appears only when the jobs have labels to report. Empty when no data has a choice to make.
     """
-    scored = [j for j in jobs if j.get("status") == COMPLETED and _get(j, ("objective", "value")) is not None]
-    if len(scored) < 2:
-        return ""
-    name = scored[0]["objective"]["name"]
-    chosen = max(scored, key=lambda j: _get(j, ("objective", "value")))
-    text = f"Label-free choice (highest {name}): {_job_label(chosen, keys)}, {name} {decimal(_get(chosen, ('objective', 'value')), 4)}"
+    same_data = [k for k in keys if k.startswith("dataset.")]
+    setting = [k for k in keys if k not in same_data]  # what tells a dataset's jobs apart
+    by_data: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        if job.get("status") == COMPLETED and _get(job, SCORE) is not None:
+            overrides = job.get("_overrides", {})
+            data = " ".join([dataset_name(job), *(f"{k}={overrides.get(k, '')}" for k in same_data)])
+            by_data.setdefault(data, []).append(job)
     acc = METRICS["acc"]
-    with_acc = [j for j in scored if _get(j, acc) is not None]
-    if chosen in with_acc:
-        best = max(with_acc, key=lambda j: _get(j, acc))
-        text += (f", ACC {decimal(100 * _get(chosen, acc), 2)} %. Best ACC among these jobs (labels, "
-                 f"for reporting only): {_job_label(best, keys)}, ACC {decimal(100 * _get(best, acc), 2)} %.")
-    return text + "\n"
+    lines, with_labels = [], False
+    for data, scored in by_data.items():
+        if len(scored) < 2:
+            continue
+        chosen = max(scored, key=lambda j: _get(j, SCORE))
+        line = f"- {data}: {_job_label(chosen, setting)}, final ELBO {decimal(_get(chosen, SCORE), 4)}"
+        with_acc = [j for j in scored if _get(j, acc) is not None]
+        if chosen in with_acc:
+            with_labels = True
+            best = max(with_acc, key=lambda j: _get(j, acc))
+            line += (f", ACC {decimal(100 * _get(chosen, acc), 2)} %; best ACC: {_job_label(best, setting)}, "
+                     f"ACC {decimal(100 * _get(best, acc), 2)} %")
+        lines.append(line + "\n")
+    if not lines:
+        return ""
+    beside = ", beside the best-ACC job (labels, for reporting only)" if with_labels else ""
+    return f"Label-free choice per dataset (the highest final ELBO among its jobs){beside}:\n\n" + "".join(lines)
 
 
 def _job_label(job: dict[str, Any], keys: Sequence[str]) -> str:
-    """'job 3 (train.lr=0.001)': the folder and the settings that tell the jobs apart."""
-    overrides = " ".join(f"{k}={v}" for k, v in job.get("_overrides", {}).items() if k in keys or k == "seed")
-    return f"job {Path(str(job.get('run_dir', '?'))).name}" + (f" ({overrides})" if overrides else "")
+    """'job 3 (train.lr=0.001 seed=1)': the folder and the settings that tell the jobs apart."""
+    overrides = job.get("_overrides", {})
+    named = " ".join(f"{k}={overrides[k]}" for k in [*keys, "seed"] if k in overrides)
+    return f"job {Path(str(job.get('run_dir', '?'))).name}" + (f" ({named})" if named else "")
 
 
 # ---------------------------------------------------------------- writing
@@ -407,14 +428,64 @@ def build(sweep_dir: Path) -> SweepTable:
 
 
 def write(table: SweepTable, stem: str = "table") -> list[Path]:
-    """table.md and table.csv in the sweep folder, atomically."""
+    """table.md and table.csv in the sweep folder (atomically), then the figure, which may never fail the table."""
     md, csv_path = table.sweep_dir / f"{stem}.md", table.sweep_dir / f"{stem}.csv"
     checkpoint.atomic_write_text(md, table.markdown)
     checkpoint.atomic_write_text(csv_path, to_csv(table.rows, table.keys))
-    return [md, csv_path]
+    figure = draw_figure(table.rows, table.keys, table.sweep_dir / f"{stem}.png")
+    return [md, csv_path] + ([figure] if figure else [])
 
 
-if __name__ == "__main__":  # `python -m vade_cli.table DIR`, the command `make table` runs
-    from vade_cli.sweep import main
+def draw_figure(rows: Sequence[dict[str, Any]], keys: Sequence[str], path: Path) -> Path | None:
+    """table.png, best effort: a failure is a warning, the table is already on disk."""
+    try:
+        # Imported here: matplotlib would add about a second to every vade-run start.
+        from vade_cli.sweeps.figure import table_figure
 
+        table_figure(list(rows), list(keys), path)
+    except Exception as exc:  # matplotlib, fonts, a figure bug: the table is already safe
+        console.print(f"[yellow]warning:[/] {path.name} skipped: {type(exc).__name__}: {one_line(exc, **CELL)}")
+        return None
+    return path if path.is_file() else None
+
+
+def write_table(sweep_dir: Path) -> SweepTable:
+    table = build(sweep_dir)
+    write(table)
+    return table
+
+
+# ---------------------------------------------------------------- python -m vade_cli.sweeps.table DIR
+
+
+def latest_sweep(root: Path = Path("multirun")) -> Path | None:
+    """The newest folder holding a multirun.yaml under `root`, for `make table` without DIR."""
+    found = sorted(root.glob("**/multirun.yaml"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vade_cli.sweeps.table",
+        description="Tabulate a finished or interrupted sweep folder into table.md, table.csv and table.png.",
+    )
+    parser.add_argument(
+        "dir", nargs="?", type=Path, help="sweep folder (default: the newest under ./multirun)"
+    )
+    args = parser.parse_args(argv)
+    sweep_dir = args.dir or latest_sweep()
+    if sweep_dir is None:
+        print("error: no sweep folder given and none under ./multirun; pass DIR", file=sys.stderr)
+        return 2
+    try:
+        table = write_table(sweep_dir)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table.markdown, end="")
+    print(f"wrote {sweep_dir / 'table.md'} and {sweep_dir / 'table.csv'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # `python -m vade_cli.sweeps.table DIR`, the command `make table` runs
     sys.exit(main())

@@ -1,0 +1,77 @@
+"""A sweep's end: the Hydra callback (conf/config.yaml `hydra.callbacks.sweep_table`) that tabulates a multirun.
+
+It reads the sweep folder and writes table.md, table.csv and table.png with `vade_cli.sweeps.table`.
+It also leaves a failed report.json for a job that crashed past the CLI's own error handling, and
+counts failed jobs for `vade-run`'s exit code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from vade_cli import checkpoint
+from vade_cli.report import console
+from vade_cli.sweeps.table import CELL, build, selection_note, to_markdown, write
+from vade_cli.text import one_line
+
+# Failed jobs in the multirun that just ended; `vade-run` reads it to exit 1 after the sweep.
+LAST_SWEEP_FAILURES = 0
+
+
+# ---------------------------------------------------------------- Hydra callback
+
+
+def _record_crash(config: DictConfig, job_return: JobReturn) -> None:
+    """An exception the CLI did not turn into a report still leaves a failed report.json to tabulate."""
+    if job_return.status != JobStatus.FAILED:
+        return
+    run_dir = Path(str(config.hydra.runtime.output_dir))
+    if (run_dir / checkpoint.REPORT).is_file():
+        return
+    try:
+        _ = job_return.return_value  # Hydra re-raises the job's exception here
+        return
+    except Exception as exc:  # whatever the job raised is what the table should name
+        error = one_line(f"{type(exc).__name__}: {exc}", **CELL)
+    task = OmegaConf.to_container(job_return.cfg, resolve=False) if job_return.cfg is not None else {}
+    checkpoint.atomic_write_json(
+        run_dir / checkpoint.REPORT,
+        {"status": "failed", "error": error, "run_dir": str(run_dir), "config": task},
+    )
+
+
+class SweepTableCallback(Callback):
+    """Tabulates the sweep folder once every job has ended; counts failures for `vade-run`'s exit code."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global LAST_SWEEP_FAILURES
+        LAST_SWEEP_FAILURES = 0
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        try:
+            _record_crash(config, job_return)
+        except Exception as exc:  # the job's own error is the one to report, not ours
+            console.print(f"[yellow]warning:[/] failed job not recorded: {type(exc).__name__}: {exc}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global LAST_SWEEP_FAILURES
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            table = build(sweep_dir)
+            LAST_SWEEP_FAILURES = table.failures
+            paths = write(table)
+        except Exception as exc:  # a table bug must not hide that the jobs finished
+            console.print(
+                f"[yellow]warning:[/] sweep table not written: {type(exc).__name__}: {one_line(exc, **CELL)}"
+            )
+            return
+        console.print(to_markdown(table.rows, table.keys), markup=False, highlight=False, soft_wrap=True)
+        note = selection_note(table.jobs, table.keys)
+        if note:
+            console.print(note.rstrip(), markup=False, highlight=False, soft_wrap=True)
+        console.print(f"sweep table: {', '.join(str(p) for p in paths)}", highlight=False, soft_wrap=True)
