@@ -17,7 +17,8 @@ def blobs(seed=0, k=3, per=60, j=4):
 
 
 def init_cfg(**kw):
-    base = {"init": "gmm", "init_restarts": 2, "gmm_max_iter": 100, "umap_neighbors": 10, "uniform_pi": False}
+    base = {"init": "gmm", "init_restarts": 2, "init_draws": 1, "gmm_max_iter": 100, "umap_neighbors": 10,
+            "uniform_pi": False, "align_epochs": 0}
     return OmegaConf.create({**base, **kw})
 
 
@@ -97,3 +98,35 @@ def test_one_draw_is_the_plain_method_and_more_draws_are_reproducible():
     np.testing.assert_array_equal(three.partition, again.partition)
     assert len({(a, b) for a, b in zip(y, three.partition)}) == 3  # separated blobs: every draw agrees
     assert three.draws_agreement == pytest.approx(1.0)
+
+
+def test_alignment_moves_the_latent_means_onto_the_embedding_and_refits_the_decoder():
+    """align_to_embedding: the encoder's means land on the standardised embedding, and the decoder,
+    refitted on the moved codes, reconstructs better than it did right after the move."""
+    import numpy as np
+    import torch
+
+    from vade_cli import pretrain
+    from vade_cli.model import VaDE
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    x = torch.as_tensor((rng.random((300, 12)) < 0.2 + 0.6 * (labels[:, None] == np.arange(12) % 3)), dtype=torch.float32)
+    embedding = x.numpy() @ rng.normal(size=(12, 2))  # a function of x, as UMAP's is: learnable
+    model = VaDE(n_features=12, n_clusters=3, hidden=[32, 32], latent_dim=2)
+    target = torch.as_tensor((embedding - embedding.mean(0)) / embedding.std(0), dtype=torch.float32)
+
+    def distance() -> float:
+        return float((model.latent_means(x) - target).pow(2).sum(-1).mean())
+
+    def recon() -> float:
+        with torch.no_grad():
+            return float(torch.nn.functional.binary_cross_entropy_with_logits(model.decoder(model.latent_means(x)), x))
+
+    before = distance()
+    pretrain.align_to_embedding(model, x, embedding, epochs=200, seed=0, device_cfg=None)
+    assert distance() < 0.25 * before
+    decoder_fitted = recon()
+    torch.nn.init.normal_(model.decoder.out.weight)  # undo the decoder's refit: reconstruction gets worse
+    assert recon() > decoder_fitted
