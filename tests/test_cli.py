@@ -42,7 +42,7 @@ def test_shell_completion_install_prints_a_bash_script(tmp_path, monkeypatch, ca
 
 
 def test_third_party_info_stays_off_the_console_but_reaches_cli_log(tmp_path, monkeypatch, capsys):
-    def chatty_run(cfg, run_dir):
+    def chatty_run(cfg, run_dir, in_sweep=False):
         logging.getLogger("matplotlib.font_manager").info("generated new fontManager")
         logging.getLogger("numba.core.ssa").debug("numba debug chatter")
         logging.getLogger("PIL.PngImagePlugin").info("PIL info chatter")

@@ -480,3 +480,36 @@ def test_reproduce_quick_runs_end_to_end(tmp_path, monkeypatch):
     assert [(r["dataset"], r["status"], r["runs"]) for r in rows] == [("digits", "completed", "2"),
                                                                      ("synthetic", "completed", "2")]  # fmt: skip
     assert (out / "table.md").is_file()  # the sweep's own table, from the callback
+
+
+def test_the_progress_line_counts_reports_on_disk_and_extrapolates_this_starts_pace(tmp_path):
+    import os
+
+    (tmp_path / "multirun.yaml").write_text("hydra: {overrides: {task: ['seed=0,1,2,3', 'dataset=digits,usps']}}\n")
+    assert callback.planned_jobs(tmp_path) == 8
+    started = (tmp_path / "multirun.yaml").stat().st_mtime
+    kept = tmp_path / "0" / "report.json"  # finished before this start
+    kept.parent.mkdir()
+    kept.write_text(json.dumps({"status": "completed"}))
+    os.utime(kept, (started - 100, started - 100))
+    assert callback.progress_line(tmp_path, 8, started + 60) == "sweep: 1/8 jobs done"  # no pace yet
+    for job, status in (("1", "completed"), ("2", "failed")):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "report.json").write_text(json.dumps({"status": status}))
+        os.utime(tmp_path / job / "report.json", (started + 30, started + 30))
+    # two jobs ran in this start's 10 minutes: five more take 25
+    assert callback.progress_line(tmp_path, 8, started + 600) == "sweep: 3/8 jobs done (1 failed), about 25 min left"
+
+
+def test_a_sweep_started_again_in_its_folder_keeps_its_finished_jobs(tmp_path):
+    args = ["-m", "dataset=synthetic", *TINY_CLI, f"paths.output_root={tmp_path / 'out'}", f"hydra.sweep.dir={tmp_path / 'sw'}"]
+    first = vade_run([*args, "seed=0"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    report_0 = tmp_path / "sw" / "0" / "report.json"
+    written = report_0.stat().st_mtime_ns
+    again = vade_run([*args, "seed=0,1"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    said = again.stdout + again.stderr
+    assert "job already completed" in said and report_0.stat().st_mtime_ns == written
+    assert json.loads((tmp_path / "sw" / "1" / "report.json").read_text())["status"] == "completed"
+    assert "sweep: 2/2 jobs done" in said

@@ -6,6 +6,7 @@ checkpoint, folder); 130/143 interrupted by SIGINT/SIGTERM after saving a resuma
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -143,12 +144,33 @@ def device_changes(saved: DictConfig | dict, now: DictConfig | dict) -> str:
     return ", ".join(f"{k} {saved.get(k)} -> {now.get(k)}" for k in keys if saved.get(k) != now.get(k))
 
 
-def run_task(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def finished_earlier(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The report of a sweep job that already completed in `run_dir` with this very config, else None.
+
+    A sweep started again into its own folder (`hydra.sweep.dir=...`, `make reproduce-table`) keeps
+    the jobs it finished and runs only the rest.
+    """
+    path = run_dir / checkpoint.REPORT
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = saved.get("config") == OmegaConf.to_container(cfg, resolve=True)
+    return saved if saved.get("status") == "completed" and same else None
+
+
+def run_task(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> dict[str, Any]:
     from vade_cli.run import train_run
 
     changed = ""
     if cfg.resume:
         cfg, run_dir, changed = resume_config(cfg, list(HydraConfig.get().overrides.task))
+    done = finished_earlier(cfg, run_dir) if in_sweep and cfg.task == "train" and not cfg.resume else None
+    if done is not None:
+        report.console.print(f"job already completed in {run_dir}: kept, not run again", highlight=False)
+        return done["final_elbo"]
     if cfg.task == "train":
         result = train_run(cfg, run_dir)
         report.print_summary(result)
@@ -178,7 +200,7 @@ def hydra_app(cfg: DictConfig) -> Any:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        return run_task(cfg, run_dir)
+        return run_task(cfg, run_dir, in_sweep)
     except Interrupted as exc:
         code = 128 + (signal.SIGTERM if "SIGTERM" in str(exc) else signal.SIGINT)
         where = Path(str(cfg.resume)) if cfg.resume else run_dir

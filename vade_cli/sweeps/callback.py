@@ -7,10 +7,14 @@ counts failed jobs for `vade-run`'s exit code.
 
 from __future__ import annotations
 
+import json
+import math
+import time
 from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,6 +28,36 @@ LAST_SWEEP_FAILURES = 0
 
 
 # ---------------------------------------------------------------- Hydra callback
+
+
+def planned_jobs(sweep_dir: Path) -> int | None:
+    """How many jobs the sweep's command asks for (the product of its swept values); None for a tuner's."""
+    try:
+        task = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides.task  # the command, not this job's
+        parsed = OverridesParser.create().parse_overrides([str(o) for o in task])
+        return math.prod(len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override())
+    except Exception:  # an interval or another sweep a sweeper samples has no fixed count
+        return None
+
+
+def progress_line(sweep_dir: Path, planned: int | None, now: float) -> str:
+    """'sweep: 3/10 jobs done (1 failed), about 12 min left', read from the sweep folder.
+
+    Counted from the report.json files on disk, so jobs of parallel launchers, and jobs kept from an
+    earlier start of the same sweep, all count; the time left extrapolates this start's pace.
+    """
+    paths = sorted(sweep_dir.glob(f"*/{checkpoint.REPORT}"))
+    if not planned or not paths:
+        return ""
+    failed = sum(json.loads(p.read_text()).get("status") != "completed" for p in paths)
+    text = f"sweep: {len(paths)}/{planned} jobs done" + (f" ({failed} failed)" if failed else "")
+    start_file = sweep_dir / "multirun.yaml"  # written when this start of the sweep began
+    started = start_file.stat().st_mtime if start_file.is_file() else None
+    ran_here = [p for p in paths if started is not None and p.stat().st_mtime >= started]
+    if ran_here and len(paths) < planned:
+        per_job = (now - started) / len(ran_here)
+        text += f", about {per_job * (planned - len(paths)) / 60:.0f} min left"
+    return text
 
 
 def _record_crash(config: DictConfig, job_return: JobReturn) -> None:
@@ -57,6 +91,10 @@ class SweepTableCallback(Callback):
             _record_crash(config, job_return)
         except Exception as exc:  # the job's own error is the one to report, not ours
             console.print(f"[yellow]warning:[/] failed job not recorded: {type(exc).__name__}: {exc}")
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        line = progress_line(sweep_dir, planned_jobs(sweep_dir), time.time())
+        if line:
+            console.print(line, highlight=False, soft_wrap=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global LAST_SWEEP_FAILURES
