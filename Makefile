@@ -4,22 +4,34 @@ PIP ?= $(PYTHON) -m pip
 DIR ?=
 SEEDS ?= 0,1,2,3,4
 
-.PHONY: help install run test test-slow bench bench-quick gpu-check table reproduce-table reproduce-table-quick lint clean
+.PHONY: help install install-dev run test test-slow generalization readme-table config-docs bench bench-quick gpu-check table reproduce-table reproduce-table-quick lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
 
-install:  ## install vade-cli with its dev and tracker/tuning extras (torch from pip's local files here)
-	$(PIP) install -e '.[dev,all]'
+install:  ## install vade-cli and what the main job needs (torch from pip's local files here)
+	$(PIP) install -e .
+
+install-dev:  ## also the test tools, the trackers and Optuna (the tests exercise them)
+	$(PIP) install -q -e '.[dev,all]'
 
 run: install  ## install, then cluster the embedded digits data with default settings
 	vade-run
 
-test:  ## the test suite (CPU, no network)
+test: install-dev  ## the test suite (CPU, no network; a few minutes)
 	$(PYTHON) -m pytest -q
 
-test-slow:  ## also the slow tests (long end-to-end runs)
-	$(PYTHON) -m pytest -q -m ''
+test-slow: install-dev  ## only the slow tests (long end-to-end runs; CI runs them too)
+	$(PYTHON) -m pytest -q -m slow
+
+generalization:  ## the defaults through dataset=file on eleven data sets, 3 seeds -> multirun/generalization/generalization.md
+	$(PYTHON) -m vade_cli.generalization --seeds 0,1,2
+
+readme-table:  ## render README's results table from docs/results.csv
+	$(PYTHON) scripts/results_table.py
+
+config-docs:  ## write docs/configuration.md from the shipped YAML files
+	$(PYTHON) scripts/config_reference.py
 
 lint:  ## ruff
 	$(PYTHON) -m ruff check vade_cli tests scripts
