@@ -282,6 +282,11 @@ def draw_latent(view: RunView, path: Path) -> Path | None:
     return save_png(fig, path)
 
 
+
+def _side_legend(ax, handles, title: str, loc: str, y: float):
+    """A small legend outside the axes' right edge, at height `y` (0 bottom, 1 top)."""
+    return ax.legend(handles=handles, title=title, fontsize=7, title_fontsize=8, loc=loc, bbox_to_anchor=(1.01, y))
+
 def _latent_legends(ax: Any, colors: np.ndarray, n_clusters: int, classes: list[int]) -> None:
     from matplotlib.lines import Line2D
 
@@ -289,25 +294,10 @@ def _latent_legends(ax: Any, colors: np.ndarray, n_clusters: int, classes: list[
         handles = [
             Line2D([], [], ls="", marker="o", color=colors[c], label=f"c{c}") for c in range(n_clusters)
         ]
-        legend = ax.legend(
-            handles=handles,
-            title="cluster",
-            fontsize=7,
-            title_fontsize=8,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-        )
-        ax.add_artist(legend)
+        ax.add_artist(_side_legend(ax, handles, "cluster", "upper left", 1.0))
     if classes:
         handles = [Line2D([], [], ls="", marker=MARKERS[k], color="0.3", label=str(k)) for k in classes]
-        ax.legend(
-            handles=handles,
-            title="class",
-            fontsize=7,
-            title_fontsize=8,
-            loc="lower left",
-            bbox_to_anchor=(1.01, 0.0),
-        )
+        _side_legend(ax, handles, "class", "lower left", 0.0)
 
 
 def curve_panels(records: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, list, list]]]]:

@@ -133,19 +133,9 @@ def pretrain_autoencoder(
         with autocast(device_cfg, x.device):
             return (model.autoencoder_mse(x[idx]) if mse else model.autoencoder_loss(x[idx])), None
 
-    phase = Phase(
-        name="pretrain",
-        step=step,
-        module=ae,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        generator=generator,
-        n_samples=len(x),
-        batch_size=min(int(cfg.batch_size), len(x)),
-        epochs=int(cfg.epochs),
-        checkpoint_path=checkpoint_path,
-        on_epoch_end=on_epoch_end,
-    )
+    phase = Phase("pretrain", step, ae, optimizer, scheduler, generator, n_samples=len(x),
+                  batch_size=min(int(cfg.batch_size), len(x)), epochs=int(cfg.epochs),
+                  checkpoint_path=checkpoint_path, on_epoch_end=on_epoch_end)
     history = run_phase(phase, stop, progress, resume)
     if cache_path is not None:  # cached before the refit, so refit settings can be swept on one autoencoder
         checkpoint.save(cache_path, {"kind": "autoencoder", "model": ae.state_dict(), "history": history})
