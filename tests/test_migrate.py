@@ -77,3 +77,13 @@ def test_an_older_run_folder_resumes_to_a_report(tmp_path, monkeypatch, capsys):
     again = json.loads((run_dir / "report.json").read_text())
     assert again["status"] == "completed" and again["metrics"] == first["metrics"]
     assert all(absent(OmegaConf.create(again["config"]), key) for key in OLD_KEYS)
+
+
+def test_a_setting_added_since_keeps_the_behaviour_the_run_began_with(tmp_path, capsys):
+    """A folder saved before `train.anchor_plateau` let the anchor go right after anchor_epochs: it resumes so."""
+    cfg = compose_config([], tmp_path)
+    saved = OmegaConf.create(OmegaConf.to_container(cfg))
+    del saved.train["anchor_plateau"]
+    migrated = cli.migrate(saved, cfg)
+    assert migrated.train.anchor_plateau == 0.0 != cfg.train.anchor_plateau
+    assert "train.anchor_plateau" in capsys.readouterr().err

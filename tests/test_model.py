@@ -207,3 +207,17 @@ def test_loop_state_keeps_the_checkpoint_keys_and_reads_checkpoints_without_newe
     initial = torch.arange(5)
     resumed = LoopState.from_checkpoint(older, torch.device("cpu"), previous=initial)
     assert resumed.previous is initial and resumed.perm is None and resumed.sums is None
+
+
+def test_the_anchor_holds_while_the_loss_still_falls_and_never_returns():
+    from vade_cli.train import still_anchored
+
+    def history(losses, anchored=True):
+        return [{"loss": v, "anchored": anchored} for v in losses]
+
+    falling = history([100 - 5 * e for e in range(12)])  # 5 % an epoch: far from a plateau
+    flat = history([100.0] * 6 + [99.9] * 6)
+    assert still_anchored(falling[:3], 10, 0.01)  # the first anchor_epochs always hold
+    assert still_anchored(falling, 10, 0.01) and not still_anchored(flat, 10, 0.01)
+    assert not still_anchored(falling, 10, 0.0)  # 0: released right after anchor_epochs
+    assert not still_anchored(falling[:11] + history([40.0], anchored=False), 10, 0.01)  # once released, always

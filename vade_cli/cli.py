@@ -89,13 +89,21 @@ RETIRED = {
 }
 
 
+# Settings added since a release whose behaviour before them is not today's default: the value a run
+# folder without them gets on resume, so it continues as it began.
+ADDED_WITH_OLD_BEHAVIOUR = {
+    "train.anchor_plateau": 0.0,  # the anchor let go right after train.anchor_epochs
+}
+
+
 def migrate(saved: DictConfig, now: DictConfig) -> DictConfig:
     """An older run folder's saved config in today's shape, so it resumes: the one place that knows
     how configs changed between releases.
 
     Retired settings (`RETIRED`) are dropped: nothing reads them, and today's config could not take
     them. Settings added since take today's default, which keeps the behaviour they were added to
-    (e.g. `pretrain.init_draws=1`), so the run continues as it began. Each change is named in one line.
+    (e.g. `pretrain.init_draws=1`), or the value in `ADDED_WITH_OLD_BEHAVIOUR` where the default changed
+    behaviour, so the run continues as it began. Each change is named in one line.
     """
     dropped = []
     for key in RETIRED:
@@ -108,7 +116,7 @@ def migrate(saved: DictConfig, now: DictConfig) -> DictConfig:
     for group in BACKFILLED:
         for key, value in (now.get(group) or {}).items():
             if group in saved and key not in saved[group]:
-                saved[group][key] = value
+                saved[group][key] = ADDED_WITH_OLD_BEHAVIOUR.get(f"{group}.{key}", value)
                 added.append(f"{group}.{key}")
     if dropped:
         report.console.print(f"note: settings retired since this run started are dropped: {', '.join(dropped)} "

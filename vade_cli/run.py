@@ -164,6 +164,7 @@ def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x
                  "partition_metrics": snapshot.get("partition_metrics")},
         "cluster_sizes": np.bincount(pred, minlength=int(cfg.n_clusters)).tolist(),
         "epochs": len(history),
+        "anchored_epochs": sum(bool(r.get("anchored")) for r in history),  # q(c|x) held at the partition
         "pretrain_cache_hit": bool(pretrain_summary["cache_hit"]),
         "timings": {
             "pretrain_s": float(pretrain_summary["seconds"]),

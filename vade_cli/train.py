@@ -75,6 +75,7 @@ class Phase:
     checkpoint_path: Path
     checkpoint_every_s: float = 60.0  # wall-clock seconds between checkpoints; phase ends and signals always save
     on_epoch_end: EpochEndFn | None = None
+    on_epoch_start: Callable[[list[dict[str, Any]]], None] | None = None  # gets the history so far, also on resume
     extra: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint (e.g. config digest)
     n_clusters: int = 0
     initial_assignments: Tensor | None = None  # clusters before the first step, for the "changed" share
@@ -149,6 +150,8 @@ def run_phase(
     last_save = time.monotonic()
     good = _GoodState.take(phase, state, at_step=state.epoch * n_steps)
     while state.epoch < phase.epochs:
+        if phase.on_epoch_start is not None:
+            phase.on_epoch_start(state.history)
         if state.perm is None:
             state.perm = torch.randperm(n, generator=phase.generator, device=device)
             state.step, state.sums, state.assignments = 0, None, None
@@ -356,6 +359,30 @@ def vade_optimizer(model: VaDE, cfg) -> tuple[torch.optim.Optimizer, torch.optim
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+PLATEAU_WINDOW = 5  # epochs per mean when the anchored ELBO's progress is judged
+
+
+def still_anchored(history: list[dict[str, Any]], min_epochs: int, plateau: float) -> bool:
+    """Whether the next epoch keeps q(c|x) at the partition (label-free, from the loss alone).
+
+    The first `min_epochs` always are; after them the hold lasts while the anchored loss still falls
+    by more than `plateau` (relative) from one PLATEAU_WINDOW-epoch mean to the next, so the encoder
+    has settled into the partition's Gaussians before p(c|z) takes over: on small data an epoch is
+    a few steps, and a fixed count released an encoder still on the move. Once released, always.
+    `plateau` 0 releases right after `min_epochs`.
+    """
+    if len(history) < min_epochs:
+        return True
+    if plateau <= 0 or not all(r.get("anchored", True) for r in history):
+        return False
+    losses = [r["loss"] for r in history]
+    if len(losses) < 2 * PLATEAU_WINDOW:
+        return True
+    before = sum(losses[-2 * PLATEAU_WINDOW : -PLATEAU_WINDOW]) / PLATEAU_WINDOW
+    recent = sum(losses[-PLATEAU_WINDOW:]) / PLATEAU_WINDOW
+    return before - recent > plateau * abs(before)
+
+
 def fit(
     model: VaDE,
     x: Tensor,
@@ -381,17 +408,19 @@ def fit(
 
     loss_fn = maybe_compile(model.negative_elbo, device_cfg, x.device)
 
-    anchor_epochs = int(cfg.anchor_epochs) if anchor is not None else 0
-    current = {"epoch": resume["epoch"] if resume is not None else 0}
+    current = {"anchored": anchor is not None}
+
+    def epoch_start(history: list[dict[str, Any]]) -> None:
+        current["anchored"] = anchor is not None and still_anchored(history, int(cfg.anchor_epochs), float(cfg.anchor_plateau))
 
     def step(idx: Tensor):
         eps = torch.randn(len(idx), latent_dim, generator=generator, device=x.device)
-        held = anchor[idx] if current["epoch"] < anchor_epochs else None
+        held = anchor[idx] if current["anchored"] else None
         with autocast(device_cfg, x.device):
             return loss_fn(x[idx], eps, held)
 
     def epoch_end(history: list[dict[str, Any]], assignments: Tensor | None) -> None:
-        current["epoch"] = len(history)
+        history[-1]["anchored"] = current["anchored"]
         if on_epoch_end is not None:
             on_epoch_end(history, assignments)
 
@@ -408,6 +437,7 @@ def fit(
         checkpoint_path=checkpoint_path,
         checkpoint_every_s=float(cfg.checkpoint_every_s),
         on_epoch_end=epoch_end,
+        on_epoch_start=epoch_start,
         extra=extra or {},
         n_clusters=model.prior.n_clusters,
         initial_assignments=None if resume is not None else _predict(model, x, device_cfg),
