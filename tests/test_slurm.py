@@ -111,6 +111,7 @@ def test_a_slurm_sweep_runs_each_job_and_tabulates_them(tmp_path):
     assert "sbatch: " not in proc.stderr
 
 
+@pytest.mark.slow  # about a minute: two requeues; CI runs it with make test-slow
 @needs_slurm
 def test_a_preempted_job_is_requeued_and_ends_as_an_uninterrupted_run(tmp_path):
     """seed=0,0: two identical jobs. Job 0 gets submitit's preemption/time-limit signal (SIGUSR2) and,
