@@ -25,7 +25,8 @@ from vade_cli.checkpoint import atomic_write_text
 from vade_cli.sweeps import table
 from vade_cli.validate import int_list_arg
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the development checkout's data folder
+# The benchmark files beside a development checkout (../shared/data); --data-dir names another folder.
+DATA_DIR = {"path": Path(__file__).resolve().parents[2] / "shared" / "data"}
 KEEP_MARGIN = 0.01  # a seed "keeps its partition" when VaDE ends no more than 1 point under it
 
 
@@ -43,7 +44,7 @@ def _idx_test_split(folder: str) -> Callable[[], tuple[np.ndarray, np.ndarray] |
     def load() -> tuple[np.ndarray, np.ndarray] | None:
         from vade_cli.data.images import read_idx_pair
 
-        path = SHARED / folder
+        path = DATA_DIR["path"] / folder
         return read_idx_pair(path, "test") if path.is_dir() else None  # raw uint8 [N,28,28]
 
     return load
@@ -52,7 +53,7 @@ def _idx_test_split(folder: str) -> Callable[[], tuple[np.ndarray, np.ndarray] |
 def _usps() -> tuple[np.ndarray, np.ndarray] | None:
     from vade_cli.data.images import _read_usps_part
 
-    path = SHARED / "usps" / "usps.h5"
+    path = DATA_DIR["path"] / "usps" / "usps.h5"
     if not path.is_file():
         return None
     parts = [_read_usps_part(path, p) for p in ("train", "test")]
@@ -61,7 +62,7 @@ def _usps() -> tuple[np.ndarray, np.ndarray] | None:
 
 def _faces(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray] | None]:
     def load() -> tuple[np.ndarray, np.ndarray] | None:
-        path = SHARED / "faces" / f"{name}.npz"
+        path = DATA_DIR["path"] / "faces" / f"{name}.npz"
         if not path.is_file():
             return None
         with np.load(path) as f:
@@ -181,12 +182,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", default=2, type=int, help="runs at once, each on one thread")
     p.add_argument("--sets", default=None, help="comma-separated subset of: " + ", ".join(SETS))
     p.add_argument("--out", default=None, type=Path)
+    p.add_argument("--data-dir", default=None, type=Path, help="folder with mnist/, fashion-mnist/, usps/, faces/")
     p.add_argument("overrides", nargs="*", help="vade-run overrides added to every run (a lever to compare)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.data_dir is not None:
+        DATA_DIR["path"] = args.data_dir
     names = args.sets.split(",") if args.sets else list(QUICK_SETS if args.quick else SETS)
     unknown = [n for n in names if n not in SETS]
     if unknown:
