@@ -26,12 +26,13 @@ from vade_cli.sweeps import table
 from vade_cli.validate import int_list_arg
 
 # The benchmark files beside a development checkout (../shared/data); --data-dir names another folder.
-DATA_DIR = {"path": Path(__file__).resolve().parents[2] / "shared" / "data"}
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+Loaded = tuple[np.ndarray, np.ndarray] | None  # x and y as a user would have them; None when the files are absent
 KEEP_MARGIN = 0.01  # a seed "keeps its partition" when VaDE ends no more than 1 point under it
 
 
-def _sklearn(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-    def load() -> tuple[np.ndarray, np.ndarray]:
+def _sklearn(name: str) -> Callable[[Path], Loaded]:
+    def load(root: Path) -> Loaded:
         import sklearn.datasets
 
         bunch = getattr(sklearn.datasets, f"load_{name}")()
@@ -40,29 +41,29 @@ def _sklearn(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     return load
 
 
-def _idx_test_split(folder: str) -> Callable[[], tuple[np.ndarray, np.ndarray] | None]:
-    def load() -> tuple[np.ndarray, np.ndarray] | None:
+def _idx_test_split(folder: str) -> Callable[[Path], Loaded]:
+    def load(root: Path) -> Loaded:
         from vade_cli.data.images import read_idx_pair
 
-        path = DATA_DIR["path"] / folder
+        path = root / folder
         return read_idx_pair(path, "test") if path.is_dir() else None  # raw uint8 [N,28,28]
 
     return load
 
 
-def _usps() -> tuple[np.ndarray, np.ndarray] | None:
+def _usps(root: Path) -> Loaded:
     from vade_cli.data.images import _read_usps_part
 
-    path = DATA_DIR["path"] / "usps" / "usps.h5"
+    path = root / "usps" / "usps.h5"
     if not path.is_file():
         return None
     parts = [_read_usps_part(path, p) for p in ("train", "test")]
     return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
 
 
-def _faces(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray] | None]:
-    def load() -> tuple[np.ndarray, np.ndarray] | None:
-        path = DATA_DIR["path"] / "faces" / f"{name}.npz"
+def _faces(name: str) -> Callable[[Path], Loaded]:
+    def load(root: Path) -> Loaded:
+        path = root / "faces" / f"{name}.npz"
         if not path.is_file():
             return None
         with np.load(path) as f:
@@ -71,7 +72,7 @@ def _faces(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray] | None]:
     return load
 
 
-def _synthetic() -> tuple[np.ndarray, np.ndarray]:
+def _synthetic(root: Path) -> Loaded:
     from omegaconf import OmegaConf
 
     from vade_cli import data
@@ -81,7 +82,7 @@ def _synthetic() -> tuple[np.ndarray, np.ndarray]:
 
 
 # name -> (loader giving x, y as a user would have them, or None when its files are absent)
-SETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray] | None]] = {
+SETS: dict[str, Callable[[Path], Loaded]] = {
     "digits-features": _sklearn("digits"),  # 0..16 integers
     "wine": _sklearn("wine"),
     "iris": _sklearn("iris"),
@@ -98,7 +99,7 @@ QUICK_SETS = ("wine", "digits-features")
 QUICK_SETTINGS = ("model=small", "pretrain.epochs=3", "train.epochs=2", "pretrain.init=kmeans", "report.figures=false")
 
 
-def write_sets(names: Sequence[str], folder: Path) -> tuple[dict[str, tuple[Path, int]], list[str]]:
+def write_sets(names: Sequence[str], folder: Path, root: Path) -> tuple[dict[str, tuple[Path, int]], list[str]]:
     """The sets' .npz files (written once) and their class counts; names of the sets not available."""
     folder.mkdir(parents=True, exist_ok=True)
     written, missing = {}, []
@@ -108,7 +109,7 @@ def write_sets(names: Sequence[str], folder: Path) -> tuple[dict[str, tuple[Path
             with np.load(path) as f:
                 written[name] = (path, len(np.unique(f["y"])))
             continue
-        loaded = SETS[name]()
+        loaded = SETS[name](root)
         if loaded is None:
             missing.append(name)
             continue
@@ -182,15 +183,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", default=2, type=int, help="runs at once, each on one thread")
     p.add_argument("--sets", default=None, help="comma-separated subset of: " + ", ".join(SETS))
     p.add_argument("--out", default=None, type=Path)
-    p.add_argument("--data-dir", default=None, type=Path, help="folder with mnist/, fashion-mnist/, usps/, faces/")
+    p.add_argument("--data-dir", default=DATA_DIR, type=Path, help="folder with mnist/, fashion-mnist/, usps/, faces/")
     p.add_argument("overrides", nargs="*", help="vade-run overrides added to every run (a lever to compare)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.data_dir is not None:
-        DATA_DIR["path"] = args.data_dir
     names = args.sets.split(",") if args.sets else list(QUICK_SETS if args.quick else SETS)
     unknown = [n for n in names if n not in SETS]
     if unknown:
@@ -200,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [*(QUICK_SETTINGS if args.quick else ()), *args.overrides]
     if args.jobs > 1:
         overrides.append("device.threads=1")
-    sets, missing = write_sets(names, out / "data")
+    sets, missing = write_sets(names, out / "data", args.data_dir)
     plan = [(n, s) for n in sets for s in args.seeds]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         list(pool.map(lambda job: run_one(*sets[job[0]], job[1], out / job[0] / str(job[1]), overrides), plan))
