@@ -106,7 +106,7 @@ def test_alignment_moves_the_latent_means_onto_the_embedding_and_refits_the_deco
     import numpy as np
     import torch
 
-    from vade_cli import pretrain
+    from vade_cli import prior_init
     from vade_cli.model import VaDE
 
     torch.manual_seed(0)
@@ -125,7 +125,7 @@ def test_alignment_moves_the_latent_means_onto_the_embedding_and_refits_the_deco
             return float(torch.nn.functional.binary_cross_entropy_with_logits(model.decoder(model.latent_means(x)), x))
 
     before = distance()
-    pretrain.align_to_embedding(model, x, embedding, epochs=200, seed=0, device_cfg=None)
+    prior_init.align_to_embedding(model, x, embedding, epochs=200, seed=0, device_cfg=None)
     assert distance() < 0.25 * before
     decoder_fitted = recon()
     torch.nn.init.normal_(model.decoder.out.weight)  # undo the decoder's refit: reconstruction gets worse

@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils import Tags, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from vade_cli import checkpoint, data, pretrain, report, tasks, train
+from vade_cli import checkpoint, data, prior_init, report, tasks, train
 from vade_cli.data._common import as_features
 from vade_cli.device import autocast, configure, resolve_device, seed_everything
 from vade_cli.errors import UserError
@@ -337,7 +337,7 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
         """Everything of a run folder but the checkpoint: the config, the prior's init, a report."""
         checkpoint.atomic_write_text(folder / HYDRA_CONFIG, OmegaConf.to_yaml(self.config_, resolve=True))
         if self.prior_init_ is not None:
-            pretrain.save_snapshot(folder, self.prior_init_)
+            prior_init.save_snapshot(folder, self.prior_init_)
         labels = getattr(self, "labels_", None)
         report.write_report(folder, {
             "status": "completed",

@@ -1,8 +1,8 @@
-"""Pretraining: an autoencoder on reconstruction, then the prior initialised from its latent means.
+"""Pretraining: the autoencoder inside VaDE, trained on reconstruction with a recipe (`pretrain`).
 
-The prior's weights, means and variances are saved as the "GMM-init snapshot" (see `prior_init`). Autoencoders
-are cached by a digest of everything that determines them, so sweeps over training settings and
-repeated runs skip the slowest, least interesting phase.
+Autoencoders are cached by a digest of everything that determines them, so sweeps over training
+settings and repeated runs skip the slowest, least interesting phase; the prior's start from the
+latent means is `prior_init`'s.
 """
 
 from __future__ import annotations
@@ -16,17 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from vade_cli import checkpoint, metrics, prior_init
+from vade_cli import checkpoint
 from vade_cli.device import autocast
 from vade_cli.errors import CheckpointError
-from vade_cli.model import VaDE, reconstruction_nll
-from vade_cli.train import Phase, StopRequest, adam, run_phase, step_lr_factor
+from vade_cli.model import VaDE
+from vade_cli.train import Phase, StopRequest, adam, fit_minibatches, run_phase, step_lr_factor
 
 log = logging.getLogger(__name__)
 
@@ -167,93 +166,6 @@ def refit_bernoulli_output(model: VaDE, x: torch.Tensor, epochs: int, seed: int,
         out.weight.mul_(8.0)
         out.bias.mul_(8.0).sub_(4.0)
     generator = torch.Generator(device=x.device).manual_seed(seed + 2)
-    _fit(out.parameters(),
+    fit_minibatches(out.parameters(),
          lambda idx: F.binary_cross_entropy_with_logits(out(features[idx]).float(), x[idx], reduction="none").sum(-1).mean(),
          len(x), epochs, generator, device_cfg, x.device)
-
-
-def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfig, seed: int,
-              device_cfg: DictConfig | None = None) -> dict[str, Any]:
-    """Initialise the prior from the latent means with `cfg.init`, and return the snapshot.
-
-    With `cfg.align_epochs` and a method that embeds (umap), the encoder is first fitted to the
-    embedding in which the partition was found, so the diagonal prior starts at the partition itself.
-    The snapshot's `metrics` score the prior's own predictions at this point (what VaDE starts
-    from); `partition_metrics` score the init method's partition.
-    """
-    start = time.perf_counter()
-    with autocast(device_cfg, x.device):
-        z_t = model.latent_means(x)
-    k = model.prior.n_clusters
-    init = prior_init.initialise(z_t.double().cpu().numpy(), k, cfg, seed)
-    if init.embedding is not None and int(cfg.align_epochs) > 0:
-        align_to_embedding(model, x, init.embedding, int(cfg.align_epochs), seed, device_cfg)
-        with autocast(device_cfg, x.device):
-            z_t = model.latent_means(x)
-        init = prior_init.prior_of(z_t.double().cpu().numpy(), init.partition, k, cfg, init.draws_agreement, init.draws)
-    dev = model.prior.mu.device
-    weights, means, variances = (torch.as_tensor(a, dtype=torch.float32, device=dev)
-                                 for a in (init.weights, init.means, init.variances))
-    model.prior.set_from_gmm(weights, means, variances)
-    with torch.inference_mode():
-        pred = model.prior.log_joint(z_t.to(dev)).argmax(1).cpu().numpy()
-    return {
-        "method": str(cfg.init),
-        "weights": weights.cpu(),
-        "means": means.cpu(),
-        "variances": variances.cpu(),
-        "log_likelihood": init.log_likelihood,  # mean per-sample log-likelihood of the latent means
-        "draws_agreement": init.draws_agreement,  # mean NMI between the init_draws partitions
-        "metrics": metrics.scores(y, pred),
-        "partition_metrics": metrics.scores(y, init.partition),
-        "draws_metrics": [metrics.scores(y, d) for d in init.draws or []] if y is not None else [],  # reporting only
-        "partition": torch.as_tensor(init.partition, dtype=torch.long),
-        "prediction": torch.as_tensor(pred, dtype=torch.long),  # the prior's own clusters: VaDE's start
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def align_to_embedding(model: VaDE, x: torch.Tensor, embedding: np.ndarray, epochs: int, seed: int,
-                       device_cfg: DictConfig | None) -> None:
-    """Move the latent space to the partition's embedding, then teach the decoder the moved codes.
-
-    The manifold step finds clusters in a UMAP embedding where they are compact, but their moments
-    in the autoencoder's own latent space overlap, so a diagonal prior there starts several points
-    under the partition and VaDE never gets back. Regressing the encoder's means onto the
-    standardised embedding (squared error, Adam) puts the partition's Gaussians into the latent
-    space itself; the whole decoder is then refitted on the fixed new means with the data's own
-    likelihood, so VaDE's first steps do not tear the latent space apart to rebuild reconstructions.
-    """
-    target = torch.as_tensor((embedding - embedding.mean(0)) / (embedding.std(0) + 1e-8), dtype=torch.float32,
-                             device=x.device)
-    generator = torch.Generator(device=x.device).manual_seed(seed + 3)
-    encoder = nn.ModuleList([model.encoder.body, model.encoder.mean])
-    _fit(encoder.parameters(), lambda idx: (model.encoder.embed(x[idx]).float() - target[idx]).pow(2).sum(-1).mean(),
-         len(x), epochs, generator, device_cfg, x.device)
-    z = model.latent_means(x).clone()
-    _fit(model.decoder.parameters(),
-         lambda idx: reconstruction_nll(x[idx], model.decoder(z[idx]).float(), model.likelihood, model.obs_variance).mean(),
-         len(x), epochs, generator, device_cfg, x.device)
-
-
-def _fit(params, loss_of, n: int, epochs: int, generator: torch.Generator, device_cfg, device) -> None:
-    """Plain minibatch Adam (lr 1e-3, batch 256) on `loss_of(indices)` for `epochs` passes."""
-    optimizer = adam(params, lr=1e-3)
-    for _ in range(epochs):
-        for idx in torch.randperm(n, generator=generator, device=device).split(256):
-            with autocast(device_cfg, device):
-                loss = loss_of(idx)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-
-# Snapshot entries with one number per sample.
-PER_SAMPLE = ("partition", "prediction")
-
-
-def save_snapshot(run_dir: Path, snapshot: dict[str, Any]) -> None:
-    """gmm_init.pt (tensors, for reloading) and gmm_init.json (for reading), both atomically."""
-    checkpoint.save(run_dir / checkpoint.GMM_INIT_PT, {"kind": "gmm_init", **snapshot})
-    readable = {k: v for k, v in snapshot.items() if k not in PER_SAMPLE}  # N numbers belong in the .pt only
-    checkpoint.atomic_write_json(run_dir / checkpoint.GMM_INIT_JSON, readable)

@@ -6,30 +6,40 @@ Every method returns the same thing, a partition of the latent means and the pri
 - `gmm`:    a diagonal GMM (EM started from k-means), `init_restarts` fits, best log-likelihood kept.
 - `kmeans`: k-means (`init_restarts` starts, best inertia kept); pi, mu_c, sigma2_c are the moments
             of its clusters.
-- `umap`:   N2D's manifold step (McConville et al., 2019): UMAP of the latent means to K dimensions
-            (min_dist 0), a full-covariance GMM there gives the partition, and the partition's
-            moments in VaDE's latent space become the prior.
+- `umap`:   N2D's manifold step (McConville et al., 2019): UMAP of the latent means to as many
+            dimensions as the latent space (min_dist 0), a full-covariance GMM there gives the
+            partition, and the partition's moments in VaDE's latent space become the prior; with
+            `align_epochs` the encoder is first fitted to the embedding (`align_to_embedding`).
 
 With `init_draws` > 1 the method runs that many times from different seeds and the central
 partition of the draws (vade_cli/consensus.py) is kept: UMAP's random state alone moves a
 partition by several points. No method sees labels. Randomness comes from the run's seed only.
+`fit_prior` does all of it to a model and returns the snapshot saved as gmm_init.pt/.json.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from sklearn.cluster import KMeans
 from sklearn.mixture import GaussianMixture
+from torch import nn
 
+from vade_cli import checkpoint, metrics
 from vade_cli.consensus import central_partition
+from vade_cli.device import autocast
 from vade_cli.errors import ConfigError
+from vade_cli.model import VaDE, reconstruction_nll
+from vade_cli.train import fit_minibatches
 
 METHODS = ("gmm", "kmeans", "umap")
 VAR_FLOOR = 1e-6  # a cluster of identical points must not get a zero variance
@@ -138,3 +148,81 @@ def prior_of(z: np.ndarray, partition: np.ndarray, k: int, cfg: DictConfig, draw
         weights = np.full(k, 1.0 / k)
     return PriorInit(weights, means, variances, partition, diagonal_log_likelihood(z, weights, means, variances),
                      draws_agreement, draws, embedding)
+
+
+# ---------------------------------------------------------------- the prior's start in a model
+
+
+def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfig, seed: int,
+              device_cfg: DictConfig | None = None) -> dict[str, Any]:
+    """Initialise the prior from the latent means with `cfg.init`, and return the snapshot.
+
+    With `cfg.align_epochs` and a method that embeds (umap), the encoder is first fitted to the
+    embedding in which the partition was found, so the diagonal prior starts at the partition itself.
+    The snapshot's `metrics` score the prior's own predictions at this point (what VaDE starts
+    from); `partition_metrics` score the init method's partition.
+    """
+    start = time.perf_counter()
+    with autocast(device_cfg, x.device):
+        z_t = model.latent_means(x)
+    k = model.prior.n_clusters
+    init = initialise(z_t.double().cpu().numpy(), k, cfg, seed)
+    if init.embedding is not None and int(cfg.align_epochs) > 0:
+        align_to_embedding(model, x, init.embedding, int(cfg.align_epochs), seed, device_cfg)
+        with autocast(device_cfg, x.device):
+            z_t = model.latent_means(x)
+        init = prior_of(z_t.double().cpu().numpy(), init.partition, k, cfg, init.draws_agreement, init.draws)
+    dev = model.prior.mu.device
+    weights, means, variances = (torch.as_tensor(a, dtype=torch.float32, device=dev)
+                                 for a in (init.weights, init.means, init.variances))
+    model.prior.set_from_gmm(weights, means, variances)
+    with torch.inference_mode():
+        pred = model.prior.log_joint(z_t.to(dev)).argmax(1).cpu().numpy()
+    return {
+        "method": str(cfg.init),
+        "weights": weights.cpu(),
+        "means": means.cpu(),
+        "variances": variances.cpu(),
+        "log_likelihood": init.log_likelihood,  # mean per-sample log-likelihood of the latent means
+        "draws_agreement": init.draws_agreement,  # mean NMI between the init_draws partitions
+        "metrics": metrics.scores(y, pred),
+        "partition_metrics": metrics.scores(y, init.partition),
+        "draws_metrics": [metrics.scores(y, d) for d in init.draws or []] if y is not None else [],  # reporting only
+        "partition": torch.as_tensor(init.partition, dtype=torch.long),
+        "prediction": torch.as_tensor(pred, dtype=torch.long),  # the prior's own clusters: VaDE's start
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def align_to_embedding(model: VaDE, x: torch.Tensor, embedding: np.ndarray, epochs: int, seed: int,
+                       device_cfg: DictConfig | None) -> None:
+    """Move the latent space to the partition's embedding, then teach the decoder the moved codes.
+
+    The manifold step finds clusters in a UMAP embedding where they are compact, but their moments
+    in the autoencoder's own latent space overlap, so a diagonal prior there starts several points
+    under the partition and VaDE never gets back. Regressing the encoder's means onto the
+    standardised embedding (squared error, Adam) puts the partition's Gaussians into the latent
+    space itself; the whole decoder is then refitted on the fixed new means with the data's own
+    likelihood, so VaDE's first steps do not tear the latent space apart to rebuild reconstructions.
+    """
+    target = torch.as_tensor((embedding - embedding.mean(0)) / (embedding.std(0) + 1e-8), dtype=torch.float32,
+                             device=x.device)
+    generator = torch.Generator(device=x.device).manual_seed(seed + 3)
+    encoder = nn.ModuleList([model.encoder.body, model.encoder.mean])
+    fit_minibatches(encoder.parameters(), lambda idx: (model.encoder.embed(x[idx]).float() - target[idx]).pow(2).sum(-1).mean(),
+         len(x), epochs, generator, device_cfg, x.device)
+    z = model.latent_means(x).clone()
+    fit_minibatches(model.decoder.parameters(),
+         lambda idx: reconstruction_nll(x[idx], model.decoder(z[idx]).float(), model.likelihood, model.obs_variance).mean(),
+         len(x), epochs, generator, device_cfg, x.device)
+
+
+# Snapshot entries with one number per sample.
+PER_SAMPLE = ("partition", "prediction")
+
+
+def save_snapshot(run_dir: Path, snapshot: dict[str, Any]) -> None:
+    """gmm_init.pt (tensors, for reloading) and gmm_init.json (for reading), both atomically."""
+    checkpoint.save(run_dir / checkpoint.GMM_INIT_PT, {"kind": "gmm_init", **snapshot})
+    readable = {k: v for k, v in snapshot.items() if k not in PER_SAMPLE}  # N numbers belong in the .pt only
+    checkpoint.atomic_write_json(run_dir / checkpoint.GMM_INIT_JSON, readable)

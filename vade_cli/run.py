@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vade_cli import checkpoint, data, metrics, pretrain, report, trackers, train
+from vade_cli import checkpoint, data, metrics, pretrain, prior_init, report, trackers, train
 from vade_cli.device import autocast, bf16_enabled, configure, resolve_device, seed_everything
 from vade_cli.model import VaDE
 from vade_cli.validate import check_against_data, check_config
@@ -116,8 +116,8 @@ def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | Non
             pretrain_resume, cfg.device,
             on_epoch_end=lambda history, _: record([{"phase": "pretrain", **r} for r in history]),
         )
-        snapshot = pretrain.fit_prior(model, x, y, cfg.pretrain, seed, cfg.device)
-        pretrain.save_snapshot(run_dir, snapshot)
+        snapshot = prior_init.fit_prior(model, x, y, cfg.pretrain, seed, cfg.device)
+        prior_init.save_snapshot(run_dir, snapshot)
         pretrain_summary = {"seconds": pre.seconds, "cache_hit": pre.cache_hit, "history": pre.history}
     else:
         snapshot = checkpoint.load(run_dir / checkpoint.GMM_INIT_PT, kind="gmm_init")

@@ -443,3 +443,15 @@ def fit(
         initial_assignments=None if resume is not None else _predict(model, x, device_cfg),
     )
     return run_phase(phase, stop, progress, resume)
+
+
+def fit_minibatches(params, loss_of, n: int, epochs: int, generator: torch.Generator, device_cfg, device) -> None:
+    """Plain minibatch Adam (lr 1e-3, batch 256) on `loss_of(indices)` for `epochs` passes."""
+    optimizer = adam(params, lr=1e-3)
+    for _ in range(epochs):
+        for idx in torch.randperm(n, generator=generator, device=device).split(256):
+            with autocast(device_cfg, device):
+                loss = loss_of(idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
