@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from generated_file import write_or_check
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "vade_cli" / "conf"
 PAGE = ROOT / "docs" / "configuration.md"
@@ -43,14 +45,7 @@ def fence(path: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    text = page()
-    if "--check" in argv:
-        if not PAGE.is_file() or PAGE.read_text() != text:
-            print("docs/configuration.md is out of date: run make config-docs", file=sys.stderr)
-            return 1
-        return 0
-    PAGE.write_text(text)
-    return 0
+    return write_or_check(PAGE, page(), argv, "config-docs")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import csv
 import sys
 from pathlib import Path
 
+from generated_file import write_or_check
+
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT / "docs" / "results.csv"
 README = ROOT / "README.md"
@@ -38,15 +40,7 @@ def rendered_readme(readme: str, table: str) -> str:
 def main(argv: list[str]) -> int:
     with CSV.open(newline="") as f:
         table = render(list(csv.DictReader(f)))
-    readme = README.read_text()
-    updated = rendered_readme(readme, table)
-    if "--check" in argv:
-        if updated != readme:
-            print("README's results table differs from docs/results.csv: run make readme-table", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(updated)
-    return 0
+    return write_or_check(README, rendered_readme(README.read_text(), table), argv, "readme-table")
 
 
 if __name__ == "__main__":
