@@ -11,7 +11,7 @@ from vade_cli.run import train_run
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
 
 
-def test_the_compiled_step_matches_the_eager_step_for_held_released_and_free_q():
+def test_the_compiled_step_matches_the_eager_step_for_held_and_free_q():
     """Each variant of q(c|x) compiles to its own graph; in float32 the loss and every gradient agree
     with the eager step to rounding (fused sums are added in another order)."""
     torch.manual_seed(0)
@@ -19,7 +19,7 @@ def test_the_compiled_step_matches_the_eager_step_for_held_released_and_free_q()
     compiled = torch.compile(model.negative_elbo)
     x, eps = torch.rand(20, 12).round(), torch.randn(20, 2)
     anchor = torch.randint(0, 3, (20,))
-    for args in ((), (anchor,), (anchor, torch.tensor(0.3))):
+    for args in ((), (anchor,)):
         results = []
         for fn in (model.negative_elbo, compiled):
             model.zero_grad()

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
+@pytest.mark.slow  # a small sweep, two runs and the tests' plumbing in subprocesses
 def test_gpu_check_dry_run_writes_a_summary(tmp_path):
     out = tmp_path / "gpu"
     proc = subprocess.run(

@@ -63,6 +63,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(make_cfg, tmp_path, monke
     assert lines == (reference["run_dir"] / "metrics.jsonl").read_text().splitlines()
 
 
+@pytest.mark.slow  # two real vade-run processes
 def test_sigterm_subprocess_then_vade_run_resume(tmp_path):
     """The real command: SIGTERM mid-training prints how to resume; `resume=` finishes with the same numbers."""
     args = ["device=cpu", "model=small", "pretrain=ae", "pretrain.init=gmm", *SYNTH[:-2], "pretrain.epochs=2", "train.epochs=40", "report.figures=false"]
@@ -109,6 +110,7 @@ while True:
 """
 
 
+@pytest.mark.slow  # repeated real kills of a subprocess
 def test_sigkill_never_leaves_a_corrupt_file(tmp_path):
     """Kill a writer at random moments: each file is always a whole old or a whole new version."""
     path, json_path = tmp_path / "last.pt", tmp_path / "report.json"

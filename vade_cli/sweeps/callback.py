@@ -91,8 +91,8 @@ class SweepTableCallback(Callback):
             _record_crash(config, job_return)
         except Exception as exc:  # the job's own error is the one to report, not ours
             console.print(f"[yellow]warning:[/] failed job not recorded: {type(exc).__name__}: {exc}")
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        line = progress_line(sweep_dir, planned_jobs(sweep_dir), time.time())
+        sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
+        line = progress_line(Path(str(sweep_dir)), planned_jobs(Path(str(sweep_dir))), time.time()) if sweep_dir else ""
         if line:
             console.print(line, highlight=False, soft_wrap=True)
 
