@@ -233,12 +233,13 @@ class _GoodState:
     loop: dict[str, Any]
     restarts: int
     at_step: int  # the phase's step count when taken
+    lr_scale: float  # LR_CUT ** restarts when taken: the copy's lrs already carry this cut
 
     @classmethod
     def take(cls, phase: Phase, state: LoopState, restarts: int = 0, at_step: int = 0) -> _GoodState:
         states = [_detached_copy(m.state_dict()) for m in (phase.module, phase.optimizer, phase.scheduler)]
         loop = {**state.checkpoint_fields(), "history": [dict(r) for r in state.history]}
-        return cls(*states, phase.generator.get_state(), loop, restarts, at_step)
+        return cls(*states, phase.generator.get_state(), loop, restarts, at_step, LR_CUT**restarts)
 
     def restore(self, phase: Phase) -> LoopState:
         """Put the good state back with the lr cut by LR_CUT (kept in the scheduler, so resume keeps it too)."""
@@ -247,7 +248,7 @@ class _GoodState:
         phase.optimizer.load_state_dict(_detached_copy(self.optimizer))
         phase.scheduler.load_state_dict(self.scheduler)
         phase.generator.set_state(self.generator)
-        cut = LR_CUT ** self.restarts
+        cut = LR_CUT**self.restarts / self.lr_scale  # the copy may come from before an earlier restart
         phase.scheduler.base_lrs = [lr * cut for lr in self.scheduler["base_lrs"]]
         for group, base in zip(phase.optimizer.param_groups, phase.scheduler.base_lrs):
             group["initial_lr"] = base
