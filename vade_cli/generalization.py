@@ -23,6 +23,7 @@ import numpy as np
 
 from vade_cli.checkpoint import atomic_write_text
 from vade_cli.sweeps import table
+from vade_cli.text import decimal
 from vade_cli.validate import int_list_arg
 
 # The benchmark files beside a development checkout (../shared/data); --data-dir names another folder.
@@ -52,13 +53,16 @@ def _idx_test_split(folder: str) -> Callable[[Path], Loaded]:
 
 
 def _usps(root: Path) -> Loaded:
-    from vade_cli.data.images import _read_usps_part
+    from omegaconf import OmegaConf
 
-    path = root / "usps" / "usps.h5"
-    if not path.is_file():
+    from vade_cli import data
+
+    if not (root / "usps" / "usps.h5").is_file():
         return None
-    parts = [_read_usps_part(path, p) for p in ("train", "test")]
-    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+    cfg = OmegaConf.load(Path(__file__).parent / "conf" / "dataset" / "usps.yaml")
+    cfg.root = str(root / "usps")
+    ds = data.load(cfg)  # already in [0,1], as the file holds it
+    return ds.x, ds.y
 
 
 def _faces(name: str) -> Callable[[Path], Loaded]:
@@ -130,46 +134,36 @@ def run_one(path: Path, k: int, seed: int, run_dir: Path, overrides: Sequence[st
         return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
 
 
-def _acc(job: dict[str, Any], *path: str) -> float | None:
-    node: Any = job
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-    return None if node is None else float(node)
-
-
 def summarise(name: str, jobs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     done = [j for j in jobs if j.get("status") == table.COMPLETED]
-    part = [_acc(j, "init", "partition_metrics", "acc") for j in done]
-    init = [_acc(j, "metrics", "gmm_init", "acc") for j in done]
-    final = [_acc(j, "metrics", "final", "acc") for j in done]
+    part, init, final, seconds = ([table.number_at(j, table.METRICS[m]) for j in done]
+                                  for m in ("partition_acc", "gmm_acc", "acc", "wall_s"))
     kept = sum(f >= p - KEEP_MARGIN for p, f in zip(part, final) if p is not None and f is not None)
-    seconds = [float(j["timings"]["total_s"]) for j in done]
     errors = sorted({str(j.get("error", j.get("status")))[:80] for j in jobs if j not in done})
     return {
         "set": name, "completed": f"{len(done)}/{len(jobs)}",
         "likelihood": "/".join(sorted({str((j.get("dataset") or {}).get("likelihood")) for j in done})) or "-",
-        "partition": _pct(part),
-        "init": _pct(init), "vade": _pct(final),
-        "kept": f"{kept}/{len(done)}", "s_per_run": f"{np.mean(seconds):.0f}" if seconds else "-",
+        "partition": _pct(part), "init": _pct(init), "vade": _pct(final),
+        "kept": f"{kept}/{len(done)}", "ae_cached": f"{sum(bool(j.get('pretrain_cache_hit')) for j in done)}/{len(done)}",
+        "s_per_run": decimal(table.summarize(seconds)["mean"], 0),
         "errors": "; ".join(errors),
     }
 
 
 def _pct(values: Sequence[float | None]) -> str:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "-"
-    return f"{100 * np.mean(vals):.2f} ± {100 * np.std(vals, ddof=1) if len(vals) > 1 else 0.0:.2f}"
+    stats = table.summarize(values)
+    return table.pct(stats["mean"], stats["std"])
 
 
-HEADER = ("set", "completed", "likelihood", "partition", "init", "vade", "kept", "s_per_run", "errors")
+HEADER = ("set", "completed", "likelihood", "partition", "init", "vade", "kept", "ae_cached", "s_per_run", "errors")
 
 
 def render(rows: Sequence[dict[str, Any]], seeds: Sequence[int], overrides: Sequence[str], missing: Sequence[str]) -> str:
     caption = (f"Defaults through `dataset=file`, seeds {','.join(map(str, seeds))}"
                + (f", with {' '.join(overrides)}" if overrides else "")
                + ". ACC % mean ± std over completed seeds; kept = seeds whose VaDE ACC ends at most 1 point "
-               "under their own partition's.")
+               "under their own partition's; ae_cached = runs whose autoencoder came from the cache (their "
+               "seconds leave its training out).")
     if missing:
         caption += f" Skipped (files absent): {', '.join(missing)}."
     body = table.markdown_table(HEADER, [[r[h] for h in HEADER] for r in rows], left=("set", "errors"))

@@ -90,9 +90,8 @@ def load(cfg: DictConfig) -> Dataset:
     if scale == AUTO:
         scale = choose_scale(ds.x, ds.likelihood)
     ds = _apply_scale(ds, scale)
-    if ds.likelihood == AUTO:  # on the scaled values: a named scale decides what the decoder sees
-        likelihood = choose_likelihood(ds.x)[0] if cfg.get("scale") == AUTO else _fits_bernoulli(ds.x)
-        ds = replace(ds, likelihood=likelihood)
+    if ds.likelihood == AUTO:  # on the scaled values, so a named scale decides what the decoder sees
+        ds = replace(ds, likelihood=_fits_bernoulli(ds.x))
     limit = cfg.get("limit")
     if limit is not None:
         ds = stratified_subset(ds, int(limit), seed=int(cfg.get("limit_seed", 0)))

@@ -159,7 +159,8 @@ def dataset_name(job: dict[str, Any]) -> str:
     return str(name) if name else "?"
 
 
-def _get(job: dict[str, Any], path: Sequence[str]) -> float | None:
+def number_at(job: dict[str, Any], path: Sequence[str]) -> float | None:
+    """The number at `path` in a report (a finite int or float), else None."""
     value: Any = job
     for key in path:
         value = value.get(key) if isinstance(value, dict) else None
@@ -221,7 +222,7 @@ def make_row(
         "error": error,
     }
     for field_name, path in METRICS.items():
-        stats = summarize([_get(j, path) for j in jobs]) if status == COMPLETED else summarize([])
+        stats = summarize([number_at(j, path) for j in jobs]) if status == COMPLETED else summarize([])
         for stat, value in stats.items():
             row[f"{field_name}_{stat}"] = value
     row["kept_init"] = kept_init(jobs) if status == COMPLETED else None
@@ -235,14 +236,14 @@ def kept_init(jobs: Sequence[dict[str, Any]]) -> str | None:
 
     Runs with `train.epochs=0` stop at their initialisation, so they are not counted: they would pass vacuously.
     """
-    pairs = [(_get(j, METRICS["gmm_acc"]), _get(j, METRICS["acc"])) for j in jobs if j.get("epochs") != 0]
+    pairs = [(number_at(j, METRICS["gmm_acc"]), number_at(j, METRICS["acc"])) for j in jobs if j.get("epochs") != 0]
     scored = [(init, final) for init, final in pairs if init is not None and final is not None]
     return f"{sum(final >= init for init, final in scored)}/{len(scored)}" if scored else None
 
 
 def rank_correlation(jobs: Sequence[dict[str, Any]], score: Sequence[str], target: Sequence[str]) -> float | None:
     """Spearman's rho across jobs between a label-free score and ACC; None below 3 runs or without labels."""
-    pairs = [(a, b) for a, b in ((_get(j, score), _get(j, target)) for j in jobs) if a is not None and b is not None]
+    pairs = [(a, b) for a, b in ((number_at(j, score), number_at(j, target)) for j in jobs) if a is not None and b is not None]
     if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
         return None
     return float(spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic)
@@ -370,7 +371,7 @@ def selection_note(jobs: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> 
     setting = [k for k in keys if k not in same_data]  # what tells a dataset's jobs apart
     by_data: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:
-        if job.get("status") == COMPLETED and _get(job, SCORE) is not None:
+        if job.get("status") == COMPLETED and number_at(job, SCORE) is not None:
             overrides = job.get("_overrides", {})
             data = " ".join([dataset_name(job), *(f"{k}={overrides.get(k, '')}" for k in same_data)])
             by_data.setdefault(data, []).append(job)
@@ -379,14 +380,14 @@ def selection_note(jobs: Sequence[dict[str, Any]], keys: Sequence[str] = ()) -> 
     for data, scored in by_data.items():
         if len(scored) < 2:
             continue
-        chosen = max(scored, key=lambda j: _get(j, SCORE))
-        line = f"- {data}: {_job_label(chosen, setting)}, final ELBO {decimal(_get(chosen, SCORE), 4)}"
-        with_acc = [j for j in scored if _get(j, acc) is not None]
+        chosen = max(scored, key=lambda j: number_at(j, SCORE))
+        line = f"- {data}: {_job_label(chosen, setting)}, final ELBO {decimal(number_at(chosen, SCORE), 4)}"
+        with_acc = [j for j in scored if number_at(j, acc) is not None]
         if chosen in with_acc:
             with_labels = True
-            best = max(with_acc, key=lambda j: _get(j, acc))
-            line += (f", ACC {decimal(100 * _get(chosen, acc), 2)} %; best ACC: {_job_label(best, setting)}, "
-                     f"ACC {decimal(100 * _get(best, acc), 2)} %")
+            best = max(with_acc, key=lambda j: number_at(j, acc))
+            line += (f", ACC {decimal(100 * number_at(chosen, acc), 2)} %; best ACC: {_job_label(best, setting)}, "
+                     f"ACC {decimal(100 * number_at(best, acc), 2)} %")
         lines.append(line + "\n")
     if not lines:
         return ""
