@@ -93,6 +93,7 @@ RETIRED = {
 # folder without them gets on resume, so it continues as it began.
 ADDED_WITH_OLD_BEHAVIOUR = {
     "train.anchor_plateau": 0.0,  # the anchor let go right after train.anchor_epochs
+    "train.free_epochs": None,  # free epochs ran on to train.epochs
 }
 
 

@@ -338,20 +338,9 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
         checkpoint.atomic_write_text(folder / HYDRA_CONFIG, OmegaConf.to_yaml(self.config_, resolve=True))
         if self.prior_init_ is not None:
             prior_init.save_snapshot(folder, self.prior_init_)
-        labels = getattr(self, "labels_", None)
-        report.write_report(folder, {
-            "status": "completed",
-            "run_dir": str(folder),
-            "saved_by": f"{type(self).__module__}.{type(self).__name__}",
-            "dataset": self._data_info,
-            "n_clusters": int(self.config_.n_clusters),
-            "seed": int(self.config_.seed),
-            "final_elbo": -self.history_[-1]["loss"] if self.history_ else None,
-            "cluster_sizes": None if labels is None else np.bincount(labels, minlength=len(self.weights_)).tolist(),
-            "epochs": len(self.history_),
-            "versions": report.package_versions(),
-            "config": OmegaConf.to_container(self.config_, resolve=True),
-        })
+        report.write_report(folder, report.run_report(
+            self.config_, folder, self._data_info, self.history_, getattr(self, "labels_", None),
+            saved_by=f"{type(self).__module__}.{type(self).__name__}"))
 
     @classmethod
     def load(cls, path: str | Path) -> VaDEClustering:
@@ -526,9 +515,7 @@ def _data_info(dataset: data.Dataset, offset: np.ndarray | None = None, divisor:
                ) -> dict[str, Any]:
     """report.json's `dataset` entry, which task=sample reads for the likelihood and image shape; from
     fit, also the scaling it learned (what `load` gives back to predict)."""
-    info = {"name": dataset.name, "n_samples": dataset.n_samples, "n_features": dataset.n_features,
-            "likelihood": dataset.likelihood, "scale": dataset.scale, "has_labels": dataset.y is not None,
-            "image_shape": list(dataset.image_shape) if dataset.image_shape else None}
+    info = report.dataset_info(dataset)
     if offset is not None and divisor is not None:
         info.update(scale_offset=offset.tolist(), scale_divisor=divisor.tolist())
     return info

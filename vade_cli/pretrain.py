@@ -25,7 +25,7 @@ from vade_cli import checkpoint
 from vade_cli.device import autocast
 from vade_cli.errors import CheckpointError
 from vade_cli.model import VaDE
-from vade_cli.train import Phase, StopRequest, adam, fit_minibatches, run_phase, step_lr_factor
+from vade_cli.train import Phase, StopRequest, adam, fit_minibatches, plateau_stop, run_phase, step_lr_factor
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,8 @@ def pretrain_autoencoder(
 
     phase = Phase("pretrain", step, ae, optimizer, scheduler, generator, n_samples=len(x),
                   batch_size=min(int(cfg.batch_size), len(x)), epochs=int(cfg.epochs),
-                  checkpoint_path=checkpoint_path, on_epoch_end=on_epoch_end)
+                  checkpoint_path=checkpoint_path, on_epoch_end=on_epoch_end,
+                  stop_when=plateau_stop(float(cfg.stop_plateau)))
     history = run_phase(phase, stop, progress, resume)
     if cache_path is not None:  # cached before the refit, so refit settings can be swept on one autoencoder
         checkpoint.save(cache_path, {"kind": "autoencoder", "model": ae.state_dict(), "history": history})

@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -88,6 +89,38 @@ def read_metrics_log(run_dir: Path) -> list[dict[str, Any]]:
 
 def write_report(run_dir: Path, report: dict[str, Any]) -> None:
     checkpoint.atomic_write_json(run_dir / checkpoint.REPORT, report)
+
+
+def dataset_info(dataset: Any) -> dict[str, Any]:
+    """report.json's `dataset` entry (a `data.Dataset`): task=sample reads the likelihood and image shape."""
+    return {"name": dataset.name, "n_samples": dataset.n_samples, "n_features": dataset.n_features,
+            "likelihood": dataset.likelihood, "scale": dataset.scale, "has_labels": dataset.y is not None,
+            "image_shape": list(dataset.image_shape) if dataset.image_shape else None}
+
+
+def run_report(cfg: Any, run_dir: Path, data: dict[str, Any], history: list[dict[str, Any]],
+               labels: Any, **details: Any) -> dict[str, Any]:
+    """The report.json of a trained model, as `vade-run` and `VaDEClustering.save` both write it.
+
+    `data`: `dataset_info`'s entry; `labels`: the final clusters (None: not known); `details`: the
+    writer's own fields (scores, timings, ...), placed before the versions and the config.
+    """
+    from omegaconf import OmegaConf
+
+    n_clusters = int(cfg.n_clusters)
+    return {
+        "status": "completed",
+        "run_dir": str(run_dir),
+        "dataset": data,
+        "n_clusters": n_clusters,
+        "seed": int(cfg.seed),
+        "final_elbo": -history[-1]["loss"] if history else None,
+        "cluster_sizes": None if labels is None else np.bincount(labels, minlength=n_clusters).tolist(),
+        "epochs": len(history),
+        **details,
+        "versions": package_versions(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
 
 
 @contextmanager

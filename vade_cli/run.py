@@ -146,27 +146,19 @@ def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x
            t_start: float, resumed_in: str | None) -> dict[str, Any]:
     """Evaluate, write report.json (then the figures and report.md) and return the report."""
     snapshot, pretrain_summary, history = fitted.snapshot, fitted.pretrain_summary, fitted.history
-    seed = int(cfg.seed)
     pred, final = evaluate(model, x, dataset.y, cfg.device)
-    result = {
-        "status": "completed",
-        "run_dir": str(run_dir),
-        "dataset": {"name": dataset.name, "n_samples": dataset.n_samples, "n_features": dataset.n_features,
-                    "likelihood": dataset.likelihood, "scale": dataset.scale, "has_labels": dataset.y is not None,
-                    "image_shape": list(dataset.image_shape) if dataset.image_shape else None},
-        "n_clusters": int(cfg.n_clusters),
-        "seed": seed,
-        "device": str(x.device),
-        "metrics": {"gmm_init": snapshot["metrics"], "final": final},
-        "final_elbo": -history[-1]["loss"] if history else None,
-        "init": {"method": snapshot.get("method", "gmm"), "log_likelihood": snapshot.get("log_likelihood"),
-                 "draws_agreement": snapshot.get("draws_agreement"),
-                 "partition_metrics": snapshot.get("partition_metrics")},
-        "cluster_sizes": np.bincount(pred, minlength=int(cfg.n_clusters)).tolist(),
-        "epochs": len(history),
-        "anchored_epochs": sum(bool(r.get("anchored")) for r in history),  # q(c|x) held at the partition
-        "pretrain_cache_hit": bool(pretrain_summary["cache_hit"]),
-        "timings": {
+    result = report.run_report(
+        cfg, run_dir, report.dataset_info(dataset), history, pred,
+        device=str(x.device),
+        metrics={"gmm_init": snapshot["metrics"], "final": final},
+        init={"method": snapshot.get("method", "gmm"), "log_likelihood": snapshot.get("log_likelihood"),
+              "draws_agreement": snapshot.get("draws_agreement"),
+              "partition_metrics": snapshot.get("partition_metrics")},
+        anchored_epochs=sum(bool(r.get("anchored")) for r in history),  # q(c|x) held at the partition
+        pretrain_cache_hit=bool(pretrain_summary["cache_hit"]),
+        # why each phase ended: its last epoch, or the label-free rule that stopped it (pretrain/train.stop_plateau)
+        stopped={"pretrain": stop_reason(pretrain_summary["history"]), "train": stop_reason(history)},
+        timings={
             "pretrain_s": float(pretrain_summary["seconds"]),
             "gmm_s": float(snapshot["seconds"]),
             "train_s": fitted.train_seconds,
@@ -174,14 +166,19 @@ def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x
             # The phase this session resumed in (None: it ran them all); each time counts the session that ran it.
             "resumed_in": resumed_in,
         },
-        "versions": report.package_versions(),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
+    )
     report.write_report(run_dir, result)  # the numbers are safe on disk before any figure is drawn
     if cfg.report.figures:
         result["figures"] = draw_figures(cfg, run_dir, model, dataset, x, pred, result)
         report.write_report(run_dir, result)
     return result
+
+
+def stop_reason(history: list[dict[str, Any]]) -> str:
+    """Why a phase ended, from its history: the stop rule's reason, else its epoch count."""
+    if history and history[-1].get("stop"):
+        return f"{history[-1]['stop']} at epoch {len(history)}"
+    return f"all {len(history)} epochs"
 
 
 def draw_figures(cfg, run_dir, model, dataset, x, pred, result) -> list[str]:

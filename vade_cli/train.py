@@ -76,6 +76,8 @@ class Phase:
     checkpoint_every_s: float = 60.0  # wall-clock seconds between checkpoints; phase ends and signals always save
     on_epoch_end: EpochEndFn | None = None
     on_epoch_start: Callable[[list[dict[str, Any]]], None] | None = None  # gets the history so far, also on resume
+    # After each epoch: a reason to end the phase early (stored in the epoch's record as "stop"), or None.
+    stop_when: Callable[[list[dict[str, Any]]], str | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint (e.g. config digest)
     n_clusters: int = 0
     initial_assignments: Tensor | None = None  # clusters before the first step, for the "changed" share
@@ -149,7 +151,7 @@ def run_phase(
     keys: list[str] | None = None
     last_save = time.monotonic()
     good = _GoodState.take(phase, state, at_step=state.epoch * n_steps)
-    while state.epoch < phase.epochs:
+    while state.epoch < phase.epochs and not (state.history and state.history[-1].get("stop")):
         if phase.on_epoch_start is not None:
             phase.on_epoch_start(state.history)
         if state.perm is None:
@@ -201,13 +203,18 @@ def run_phase(
             state.previous = assignments
         phase.scheduler.step()
         state.history.append(record)
+        reason = phase.stop_when(state.history) if phase.stop_when is not None else None
+        if reason:
+            record["stop"] = reason
         if phase.on_epoch_end is not None:
             phase.on_epoch_end(state.history, assignments)
         state.next_epoch()
         epoch = state.epoch
         if task is not None:
             progress.update(task, description=f"{phase.name} {epoch}/{phase.epochs} loss {record['loss']:.2f}")
-        if time.monotonic() - last_save >= phase.checkpoint_every_s or epoch == phase.epochs:
+            if reason:
+                progress.update(task, completed=phase.epochs * n_steps)
+        if time.monotonic() - last_save >= phase.checkpoint_every_s or epoch == phase.epochs or reason:
             _save(phase, state)
             last_save = time.monotonic()
         if state.epoch * n_steps - good.at_step >= SNAPSHOT_EVERY_STEPS:
@@ -360,7 +367,30 @@ def vade_optimizer(model: VaDE, cfg) -> tuple[torch.optim.Optimizer, torch.optim
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-PLATEAU_WINDOW = 5  # epochs per mean when the anchored ELBO's progress is judged
+PLATEAU_WINDOW = 5  # epochs per mean when a loss's progress is judged
+
+
+def plateaued(losses: list[float], tol: float) -> bool:
+    """Whether the mean of the last PLATEAU_WINDOW losses fell by less than `tol` (relative) from the
+    PLATEAU_WINDOW before; False while there are fewer than 2 * PLATEAU_WINDOW losses or for `tol` <= 0."""
+    if tol <= 0 or len(losses) < 2 * PLATEAU_WINDOW:
+        return False
+    before = sum(losses[-2 * PLATEAU_WINDOW : -PLATEAU_WINDOW]) / PLATEAU_WINDOW
+    recent = sum(losses[-PLATEAU_WINDOW:]) / PLATEAU_WINDOW
+    return before - recent < tol * abs(before)
+
+
+def plateau_stop(tol: float, counted: Callable[[dict[str, Any]], bool] = lambda record: True,
+                 ) -> Callable[[list[dict[str, Any]]], str | None] | None:
+    """A `Phase.stop_when` that ends the phase once the loss of the `counted` epochs plateaus (None for tol 0)."""
+    if tol <= 0:
+        return None
+
+    def stop_when(history: list[dict[str, Any]]) -> str | None:
+        losses = [r["loss"] for r in history if counted(r)]
+        return f"loss plateau (< {tol:g} per {PLATEAU_WINDOW} epochs)" if plateaued(losses, tol) else None
+
+    return stop_when
 
 
 def still_anchored(history: list[dict[str, Any]], min_epochs: int, plateau: float) -> bool:
@@ -377,11 +407,7 @@ def still_anchored(history: list[dict[str, Any]], min_epochs: int, plateau: floa
     if plateau <= 0 or not all(r.get("anchored", True) for r in history):
         return False
     losses = [r["loss"] for r in history]
-    if len(losses) < 2 * PLATEAU_WINDOW:
-        return True
-    before = sum(losses[-2 * PLATEAU_WINDOW : -PLATEAU_WINDOW]) / PLATEAU_WINDOW
-    recent = sum(losses[-PLATEAU_WINDOW:]) / PLATEAU_WINDOW
-    return before - recent > plateau * abs(before)
+    return len(losses) < 2 * PLATEAU_WINDOW or not plateaued(losses, plateau)
 
 
 def fit(
@@ -411,8 +437,10 @@ def fit(
 
     current = {"anchored": anchor is not None}
 
+    release = (int(cfg.anchor_epochs), float(cfg.anchor_plateau))
+
     def epoch_start(history: list[dict[str, Any]]) -> None:
-        current["anchored"] = anchor is not None and still_anchored(history, int(cfg.anchor_epochs), float(cfg.anchor_plateau))
+        current["anchored"] = anchor is not None and still_anchored(history, *release)
 
     def step(idx: Tensor):
         eps = torch.randn(len(idx), latent_dim, generator=generator, device=x.device)
@@ -420,10 +448,15 @@ def fit(
         with autocast(device_cfg, x.device):
             return loss_fn(x[idx], eps, held)
 
-    def epoch_end(history: list[dict[str, Any]], assignments: Tensor | None) -> None:
+    free_epochs = None if cfg.free_epochs is None else int(cfg.free_epochs)
+
+    def stop_when(history: list[dict[str, Any]]) -> str | None:
+        """Marks the epoch anchored or free; ends VaDE `free_epochs` epochs after the anchor's release."""
         history[-1]["anchored"] = current["anchored"]
-        if on_epoch_end is not None:
-            on_epoch_end(history, assignments)
+        if anchor is None or free_epochs is None or still_anchored(history, *release):
+            return None
+        free = sum(not r["anchored"] for r in history)
+        return f"{free} free epochs after the anchor's release (train.free_epochs)" if free >= free_epochs else None
 
     phase = Phase(
         name="train",
@@ -437,8 +470,9 @@ def fit(
         epochs=int(cfg.epochs),
         checkpoint_path=checkpoint_path,
         checkpoint_every_s=float(cfg.checkpoint_every_s),
-        on_epoch_end=epoch_end,
+        on_epoch_end=on_epoch_end,
         on_epoch_start=epoch_start,
+        stop_when=stop_when,
         extra=extra or {},
         n_clusters=model.prior.n_clusters,
         initial_assignments=None if resume is not None else _predict(model, x, device_cfg),

@@ -116,8 +116,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"train.checkpoint_every_s must be a number >= 0, got {train.checkpoint_every_s!r}")
     positive_number("train.adam_eps", train.adam_eps)
     non_negative_int("train.anchor_epochs", train.anchor_epochs)
-    if not _is_number(train.anchor_plateau) or train.anchor_plateau < 0:
-        raise ConfigError(f"train.anchor_plateau must be a number >= 0, got {train.anchor_plateau!r}")
+    if train.free_epochs is not None:
+        non_negative_int("train.free_epochs", train.free_epochs)
+    for key, value in (("train.anchor_plateau", train.anchor_plateau), ("pretrain.stop_plateau", pre.stop_plateau)):
+        if not _is_number(value) or value < 0:
+            raise ConfigError(f"{key} must be a number >= 0 (0: off), got {value!r}")
     non_negative_int("train.warmup_epochs", train.warmup_epochs)
     if cfg.device.threads is not None:
         positive_int("device.threads", cfg.device.threads)
