@@ -58,6 +58,8 @@ def cache_key(data_fingerprint: str, model_cfg: DictConfig, pretrain_cfg: DictCo
         "seed": seed,
         "bf16": bf16,
     }
+    if float(pretrain_cfg.get("stop_plateau", 0)) > 0:  # keys written before the rule stay valid
+        relevant["recipe"]["stop_plateau"] = float(pretrain_cfg.stop_plateau)
     if pretrain_cfg.loss == "likelihood":  # the reconstruction loss depends on these only through it
         relevant["likelihood"] = likelihood
         if likelihood == "gaussian":
