@@ -247,3 +247,12 @@ def test_early_stops_are_reported_and_a_resume_does_not_train_past_them(make_cfg
     again = train_run(cfg, tmp_path / "run", progress_enabled=False)  # resumes from the phase-end checkpoint
     assert checkpoint.load(tmp_path / "run" / checkpoint.LAST, kind="train")["epoch"] == 5
     assert again["epochs"] == 5 and again["metrics"]["final"] == first["metrics"]["final"]
+
+
+def test_kept_partition_counts_points_still_in_their_start_cluster_per_cluster():
+    from vade_cli.train import kept_partition
+
+    partition = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    now = torch.tensor([0, 0, 0, 1, 1, 1, 0, 0])  # one of cluster 0 left; cluster 2 moved whole
+    kept = kept_partition(now, partition, 4)
+    assert kept["kept_partition"] == 5 / 8 and kept["kept_per_cluster"] == [0.75, 1.0, 0.0, 0.0]

@@ -311,6 +311,15 @@ def movement(assignments: Tensor, previous: Tensor | None, n_clusters: int) -> d
     return out
 
 
+def kept_partition(assignments: Tensor, partition: Tensor, n_clusters: int) -> dict[str, Any]:
+    """Label-free drift from the prior's start: the share of points still in their partition cluster,
+    overall and per partition cluster (the prior's component k began as partition cluster k)."""
+    same = (assignments == partition).float()
+    size = torch.bincount(partition, minlength=n_clusters).clamp(min=1)
+    per_cluster = torch.bincount(partition, weights=same, minlength=n_clusters) / size
+    return {"kept_partition": float(same.mean()), "kept_per_cluster": [round(v, 4) for v in per_cluster.tolist()]}
+
+
 def _save(phase: Phase, state: LoopState) -> None:
     checkpoint.save(
         phase.checkpoint_path,
@@ -458,6 +467,12 @@ def fit(
         free = sum(not r["anchored"] for r in history)
         return f"{free} free epochs after the anchor's release (train.free_epochs)" if free >= free_epochs else None
 
+    def epoch_end(history: list[dict[str, Any]], assignments: Tensor | None) -> None:
+        if anchor is not None and assignments is not None:
+            history[-1].update(kept_partition(assignments, anchor, model.prior.n_clusters))
+        if on_epoch_end is not None:
+            on_epoch_end(history, assignments)
+
     phase = Phase(
         name="train",
         step=step,
@@ -470,7 +485,7 @@ def fit(
         epochs=int(cfg.epochs),
         checkpoint_path=checkpoint_path,
         checkpoint_every_s=float(cfg.checkpoint_every_s),
-        on_epoch_end=on_epoch_end,
+        on_epoch_end=epoch_end,
         on_epoch_start=epoch_start,
         stop_when=stop_when,
         extra=extra or {},
