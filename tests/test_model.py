@@ -239,7 +239,7 @@ def test_early_stops_are_reported_and_a_resume_does_not_train_past_them(make_cfg
     from vade_cli.run import train_run
 
     cfg = make_cfg("dataset=synthetic", "dataset.n_samples=200", "pretrain.epochs=40", "pretrain.stop_plateau=0.5",
-                   "pretrain.init=umap", "train.epochs=40", "train.anchor_epochs=3", "train.anchor_plateau=0",
+                   "train.epochs=40", "train.anchor_epochs=3", "train.anchor_plateau=0",
                    "train.free_epochs=2", "pretrain.cache=false")
     first = train_run(cfg, tmp_path / "run", progress_enabled=False)
     assert first["stopped"]["pretrain"].startswith("loss plateau") and "free epochs" in first["stopped"]["train"]
