@@ -15,7 +15,7 @@ import torch
 
 from vade_cli.bench import cli, results
 from vade_cli.bench.timing import Clock, Contender, measure
-from vade_cli.device import bf16_enabled
+from vade_cli.device import Compute
 
 ROOFLINES = {"roofline_fp32", "roofline_bf16"}
 EVAL_ROOFLINES = {"eval_roofline_fp32", "eval_roofline_bf16"}
@@ -64,7 +64,7 @@ def test_every_figure_is_set_against_both_rooflines(result):
 
 def test_product_figures_run_in_the_precision_amp_bf16_resolves_to(result):
     # the default, auto, is what a run gets: bf16 where this CPU has it natively, else float32
-    expected = "bf16" if bf16_enabled(None, torch.device("cpu")) else "fp32"
+    expected = "bf16" if Compute.from_config(None, torch.device("cpu")).bf16 else "fp32"
     assert result["amp_bf16"] == "auto" and result["precision"] == expected
     for f in result["figures"]:
         if f["name"] not in ROOFLINES | EVAL_ROOFLINES:

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import vade_run
 from vade_cli import checkpoint, data, metrics, report, report_md, train
-from vade_cli.device import autocast
+from vade_cli.device import Compute
 from vade_cli.run import train_run
 
 REPORT_KEYS = {"status", "metrics", "seed", "device", "timings", "versions", "config", "dataset", "n_clusters"}
@@ -117,10 +117,10 @@ def test_init_snapshot_scores_what_training_starts_from(make_cfg, tmp_path, monk
     seen = {}
     real_fit = train.fit
 
-    def fit(model, x, cfg, seed, *args, device_cfg=None, **kwargs):
-        with autocast(device_cfg, x.device):  # the path run.evaluate takes
+    def fit(model, x, cfg, seed, *args, compute=None, **kwargs):
+        with (compute or Compute(x.device)).autocast():  # the path run.evaluate takes
             seen["pred"] = model.predict(x).cpu().numpy()
-        return real_fit(model, x, cfg, seed, *args, device_cfg=device_cfg, **kwargs)
+        return real_fit(model, x, cfg, seed, *args, compute=compute, **kwargs)
 
     monkeypatch.setattr(train, "fit", fit)
     cfg = make_cfg("dataset=synthetic")

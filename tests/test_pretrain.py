@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from vade_cli import pretrain
+from vade_cli.device import Compute
 from vade_cli.model import VaDE
 
 
@@ -37,7 +38,7 @@ def test_refit_turns_a_linear_output_into_better_logits_and_leaves_the_rest():
         naive.decoder.out.weight.mul_(8.0)
         naive.decoder.out.bias.mul_(8.0).sub_(4.0)
     encoder_before = copy.deepcopy(model.encoder.state_dict())
-    pretrain.refit_bernoulli_output(model, x, epochs=60, seed=0, device_cfg=None)
+    pretrain.refit_bernoulli_output(model, x, epochs=60, seed=0, compute=Compute(x.device))
     assert bce(model, x) < bce(naive, x) - 1.0
     for key, value in model.encoder.state_dict().items():
         assert torch.equal(value, encoder_before[key])

@@ -6,6 +6,7 @@ import torch
 from omegaconf import OmegaConf
 
 from vade_cli import prior_init
+from vade_cli.device import Compute
 from vade_cli.errors import ConfigError
 
 
@@ -125,7 +126,7 @@ def test_alignment_moves_the_latent_means_onto_the_embedding_and_refits_the_deco
             return float(torch.nn.functional.binary_cross_entropy_with_logits(model.decoder(model.latent_means(x)), x))
 
     before = distance()
-    prior_init.align_to_embedding(model, x, embedding, epochs=200, seed=0, device_cfg=None)
+    prior_init.align_to_embedding(model, x, embedding, epochs=200, seed=0, compute=Compute(x.device))
     assert distance() < 0.25 * before
     decoder_fitted = recon()
     torch.nn.init.normal_(model.decoder.out.weight)  # undo the decoder's refit: reconstruction gets worse

@@ -6,6 +6,7 @@ import functools
 import os
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def seed_everything(seed: int) -> None:
 def cpu_has_native_bf16() -> bool:
     """True where the CPU multiplies bf16 in hardware (AVX512_BF16 or AMX): there bf16 is ~2x float32.
 
-    Cached: `autocast` asks on every training step, and the answer cannot change within a process.
+    Cached: the answer cannot change within a process.
     """
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -83,25 +84,28 @@ def bf16_enabled(cfg: DictConfig | None, device: torch.device) -> bool:
     return bool(setting)
 
 
-def autocast(cfg: DictConfig | None, device: torch.device):
-    """bf16 autocast for the networks' matmuls where `bf16_enabled` says so.
+@dataclass(frozen=True)
+class Compute:
+    """Where and how the networks run, resolved once from the `device` config; every phase receives it."""
 
-    The model casts the network outputs back to float32, so the mixture prior, the ELBO terms and
-    the responsibilities stay in full precision, and the optimiser state is float32 throughout.
-    """
-    enabled = bf16_enabled(cfg, device)
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+    device: torch.device
+    bf16: bool = False  # bf16 autocast for the networks' matmuls
+    compile: bool = False  # torch.compile the training step
 
+    @classmethod
+    def from_config(cls, cfg: DictConfig | None, device: torch.device) -> Compute:
+        return cls(device, bf16_enabled(cfg, device), bool(cfg is not None and cfg.get("compile", False)))
 
-def maybe_compile(fn, cfg: DictConfig | None, device: torch.device):
-    """torch.compile the loss function when `device.compile` is set (CUDA or CPU).
+    def autocast(self):
+        """bf16 autocast where `bf16` says so. The model casts the network outputs back to float32, so
+        the mixture prior, the ELBO terms and the responsibilities stay in full precision, and the
+        optimiser state is float32 throughout."""
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    The compiled step fuses the prior's and the ELBO's many small operations; compiling takes tens of
-    seconds per variant of the step (held, partly released, free q(c|x)), so it can pay only on long runs.
-    """
-    if cfg is not None and bool(cfg.get("compile", False)):
-        return torch.compile(fn)
-    return fn
+    def compiled(self, fn):
+        """`fn` compiled when `compile` is set: it fuses the prior's and the ELBO's many small operations,
+        and compiling takes tens of seconds per variant of the step, so it pays only on long runs."""
+        return torch.compile(fn) if self.compile else fn
 
 
 def check_compile(cfg: DictConfig) -> None:

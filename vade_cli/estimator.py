@@ -35,7 +35,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vade_cli import checkpoint, data, prior_init, report, tasks, train
 from vade_cli.data._common import as_features
-from vade_cli.device import autocast, configure, resolve_device, seed_everything
+from vade_cli.device import Compute, configure, resolve_device, seed_everything
 from vade_cli.errors import UserError
 from vade_cli.model import VaDE
 from vade_cli.run import build_model, evaluate, fit_model
@@ -225,7 +225,7 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
             run_dir = Path(run_dir)
             checkpoint.atomic_write_text(run_dir / HYDRA_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
             model, snapshot, init_labels, history = _train(cfg, dataset, device, run_dir, self.verbose)
-            labels, _ = evaluate(model, torch.as_tensor(dataset.x, device=device), None, cfg.device)
+            labels, _ = evaluate(model, torch.as_tensor(dataset.x, device=device), None, Compute.from_config(cfg.device, device))
             self._set_fitted(cfg, model.cpu(), snapshot, history, _data_info(dataset, offset, divisor))
             self.labels_, self.init_labels_ = labels, init_labels
             if self.run_dir is not None:  # last.pt there is train.fit's own (with the optimiser): keep it
@@ -253,12 +253,12 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """argmax_c q(c|x) at z = the encoder mean: the run's own evaluation (deterministic)."""
         model, x = self._prepared(X)
-        return evaluate(model, x, None, self.config_.device)[0]
+        return evaluate(model, x, None, self._compute(x))[0]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """q(c|x) = p(c|z) at z = the encoder mean, [N, K]; rows sum to 1."""
         model, x = self._prepared(X)
-        with autocast(self.config_.device, x.device):
+        with self._compute(x).autocast():
             return model.predict_proba(x).cpu().numpy()
 
     def score(self, X: Any, y: Any = None) -> float:
@@ -271,11 +271,14 @@ class VaDEClustering(ClusterMixin, BaseEstimator):
         generator = torch.Generator().manual_seed(int(self.config_.seed))
         eps = torch.randn(len(x), model.prior.mu.shape[1], generator=generator).to(x.device)
         total = 0.0
-        with torch.inference_mode(), autocast(self.config_.device, x.device):
+        with torch.inference_mode(), self._compute(x).autocast():
             for i in range(0, len(x), CHUNK):
                 terms, _ = model.negative_elbo(x[i : i + CHUNK], eps[i : i + CHUNK])
                 total += float(terms["loss"]) * len(x[i : i + CHUNK])
         return -total / len(x)
+
+    def _compute(self, x: torch.Tensor) -> Compute:
+        return Compute.from_config(self.config_.device, x.device)
 
     def sample(self, n_per_cluster: int = 16, random_state: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """n_per_cluster draws from every cluster: (X [K*n, D], c [K*n]), as `vade-run task=sample`.

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from vade_cli import checkpoint
-from vade_cli.device import autocast
+from vade_cli.device import Compute
 from vade_cli.errors import CheckpointError
 from vade_cli.model import VaDE
 from vade_cli.train import Phase, StopRequest, adam, fit_minibatches, plateau_stop, run_phase, step_lr_factor
@@ -111,16 +111,17 @@ def pretrain_autoencoder(
     stop: StopRequest,
     progress: Any = None,
     resume: dict[str, Any] | None = None,
-    device_cfg: DictConfig | None = None,
+    compute: Compute | None = None,
     on_epoch_end: Any = None,
 ) -> PretrainResult:
     """Train (or load from the cache) the autoencoder inside `model` with the `cfg` recipe."""
     start = time.perf_counter()
+    compute = compute or Compute(x.device)
     ae = autoencoder_modules(model)
     payload = read_cache(cache_path) if resume is None else None
     if payload is not None:
         ae.load_state_dict(payload["model"])
-        refit_output(model, x, cfg, seed, device_cfg)
+        refit_output(model, x, cfg, seed, compute)
         return PretrainResult(time.perf_counter() - start, True, cache_path, payload["history"])
 
     if cfg.weight_init == "dec":
@@ -131,7 +132,7 @@ def pretrain_autoencoder(
     mse = cfg.loss == "mse"
 
     def step(idx: torch.Tensor):
-        with autocast(device_cfg, x.device):
+        with compute.autocast():
             return (model.autoencoder_mse(x[idx]) if mse else model.autoencoder_loss(x[idx])), None
 
     phase = Phase("pretrain", step, ae, optimizer, scheduler, generator, n_samples=len(x),
@@ -141,17 +142,17 @@ def pretrain_autoencoder(
     history = run_phase(phase, stop, progress, resume)
     if cache_path is not None:  # cached before the refit, so refit settings can be swept on one autoencoder
         checkpoint.save(cache_path, {"kind": "autoencoder", "model": ae.state_dict(), "history": history})
-    refit_output(model, x, cfg, seed, device_cfg)
+    refit_output(model, x, cfg, seed, compute)
     return PretrainResult(time.perf_counter() - start, False, cache_path, history)
 
 
-def refit_output(model: VaDE, x: torch.Tensor, cfg: DictConfig, seed: int, device_cfg) -> None:
+def refit_output(model: VaDE, x: torch.Tensor, cfg: DictConfig, seed: int, compute: Compute) -> None:
     """After a squared-error autoencoder, make its output layer speak VaDE's Bernoulli likelihood."""
     if cfg.loss == "mse" and model.likelihood == "bernoulli" and int(cfg.output_refit_epochs) > 0:
-        refit_bernoulli_output(model, x, int(cfg.output_refit_epochs), seed, device_cfg)
+        refit_bernoulli_output(model, x, int(cfg.output_refit_epochs), seed, compute)
 
 
-def refit_bernoulli_output(model: VaDE, x: torch.Tensor, epochs: int, seed: int, device_cfg) -> None:
+def refit_bernoulli_output(model: VaDE, x: torch.Tensor, epochs: int, seed: int, compute: Compute) -> None:
     """Turn an MSE-trained linear output into Bernoulli logits without moving the latent space.
 
     An autoencoder trained on squared error predicts pixel values x^ on its linear output; VaDE's
@@ -161,7 +162,7 @@ def refit_bernoulli_output(model: VaDE, x: torch.Tensor, epochs: int, seed: int,
     latent space the autoencoder learned.
     """
     out = model.decoder.out
-    with torch.inference_mode(), autocast(device_cfg, x.device):
+    with torch.inference_mode(), compute.autocast():
         z = model.latent_means(x)
         features = torch.cat([model.decoder.body(z[i : i + 4096]).float() for i in range(0, len(x), 4096)])
     features = features.clone()  # leave inference mode: these are plain inputs to a trainable layer
@@ -171,4 +172,4 @@ def refit_bernoulli_output(model: VaDE, x: torch.Tensor, epochs: int, seed: int,
     generator = torch.Generator(device=x.device).manual_seed(seed + 2)
     fit_minibatches(out.parameters(),
          lambda idx: F.binary_cross_entropy_with_logits(out(features[idx]).float(), x[idx], reduction="none").sum(-1).mean(),
-         len(x), epochs, generator, device_cfg, x.device)
+         len(x), epochs, generator, compute)

@@ -36,7 +36,7 @@ from torch import nn
 
 from vade_cli import checkpoint, metrics
 from vade_cli.consensus import central_partition
-from vade_cli.device import autocast
+from vade_cli.device import Compute
 from vade_cli.errors import ConfigError
 from vade_cli.model import VaDE, reconstruction_nll
 from vade_cli.train import fit_minibatches
@@ -154,7 +154,7 @@ def prior_of(z: np.ndarray, partition: np.ndarray, k: int, cfg: DictConfig, draw
 
 
 def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfig, seed: int,
-              device_cfg: DictConfig | None = None) -> dict[str, Any]:
+              compute: Compute | None = None) -> dict[str, Any]:
     """Initialise the prior from the latent means with `cfg.init`, and return the snapshot.
 
     With `cfg.align_epochs` and a method that embeds (umap), the encoder is first fitted to the
@@ -163,13 +163,14 @@ def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfi
     from); `partition_metrics` score the init method's partition.
     """
     start = time.perf_counter()
-    with autocast(device_cfg, x.device):
+    compute = compute or Compute(x.device)
+    with compute.autocast():
         z_t = model.latent_means(x)
     k = model.prior.n_clusters
     init = initialise(z_t.double().cpu().numpy(), k, cfg, seed)
     if init.embedding is not None and int(cfg.align_epochs) > 0:
-        align_to_embedding(model, x, init.embedding, int(cfg.align_epochs), seed, device_cfg)
-        with autocast(device_cfg, x.device):
+        align_to_embedding(model, x, init.embedding, int(cfg.align_epochs), seed, compute)
+        with compute.autocast():
             z_t = model.latent_means(x)
         init = prior_of(z_t.double().cpu().numpy(), init.partition, k, cfg, init.draws_agreement, init.draws)
     dev = model.prior.mu.device
@@ -195,7 +196,7 @@ def fit_prior(model: VaDE, x: torch.Tensor, y: np.ndarray | None, cfg: DictConfi
 
 
 def align_to_embedding(model: VaDE, x: torch.Tensor, embedding: np.ndarray, epochs: int, seed: int,
-                       device_cfg: DictConfig | None) -> None:
+                       compute: Compute) -> None:
     """Move the latent space to the partition's embedding, then teach the decoder the moved codes.
 
     The manifold step finds clusters in a UMAP embedding where they are compact, but their moments
@@ -210,11 +211,11 @@ def align_to_embedding(model: VaDE, x: torch.Tensor, embedding: np.ndarray, epoc
     generator = torch.Generator(device=x.device).manual_seed(seed + 3)
     encoder = nn.ModuleList([model.encoder.body, model.encoder.mean])
     fit_minibatches(encoder.parameters(), lambda idx: (model.encoder.embed(x[idx]).float() - target[idx]).pow(2).sum(-1).mean(),
-         len(x), epochs, generator, device_cfg, x.device)
+         len(x), epochs, generator, compute)
     z = model.latent_means(x).clone()
     fit_minibatches(model.decoder.parameters(),
          lambda idx: reconstruction_nll(x[idx], model.decoder(z[idx]).float(), model.likelihood, model.obs_variance).mean(),
-         len(x), epochs, generator, device_cfg, x.device)
+         len(x), epochs, generator, compute)
 
 
 # Snapshot entries with one number per sample.

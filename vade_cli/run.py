@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vade_cli import checkpoint, data, metrics, pretrain, prior_init, report, trackers, train
-from vade_cli.device import autocast, bf16_enabled, configure, resolve_device, seed_everything
+from vade_cli.device import Compute, configure, resolve_device, seed_everything
 from vade_cli.model import VaDE
 from vade_cli.validate import check_against_data, check_config
 
@@ -45,11 +45,11 @@ def prepare(cfg: DictConfig) -> tuple[torch.device, data.Dataset]:
     return device, dataset
 
 
-def evaluate(model: VaDE, x: torch.Tensor, y: np.ndarray | None, device_cfg: DictConfig | None = None,
+def evaluate(model: VaDE, x: torch.Tensor, y: np.ndarray | None, compute: Compute | None = None,
              ) -> tuple[np.ndarray, dict[str, float]]:
     """Deterministic predictions (z = encoder mean) and their scores."""
     model.eval()
-    with autocast(device_cfg, x.device):
+    with (compute or Compute(x.device)).autocast():
         pred = model.predict(x).cpu().numpy()
     return pred, metrics.scores(y, pred)
 
@@ -69,7 +69,7 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
     cache_path = None
     if cfg.pretrain.cache:
         key = pretrain.cache_key(dataset.fingerprint(), cfg.model, cfg.pretrain, seed, dataset.likelihood,
-                                 bf16_enabled(cfg.device, device))
+                                 Compute.from_config(cfg.device, device).bf16)
         cache_path = Path(cfg.paths.cache_dir) / "pretrain" / f"{key}.pt"
 
     resumed = train_resume is not None or pretrain_resume is not None
@@ -110,13 +110,14 @@ def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | Non
     `VaDEClustering.fit` share. `y` only scores the epochs in the log; `record` gets the log's rows."""
     record = record or (lambda rows: None)
     seed = int(cfg.seed)
+    compute = Compute.from_config(cfg.device, x.device)  # resolved once, for every phase
     if train_resume is None:
         pre = pretrain.pretrain_autoencoder(
             model, x, cfg.pretrain, seed, run_dir / checkpoint.PRETRAIN, cache_path, stop, progress,
-            pretrain_resume, cfg.device,
+            pretrain_resume, compute,
             on_epoch_end=lambda history, _: record([{"phase": "pretrain", **r} for r in history]),
         )
-        snapshot = prior_init.fit_prior(model, x, y, cfg.pretrain, seed, cfg.device)
+        snapshot = prior_init.fit_prior(model, x, y, cfg.pretrain, seed, compute)
         prior_init.save_snapshot(run_dir, snapshot)
         pretrain_summary = {"seconds": pre.seconds, "cache_hit": pre.cache_hit, "history": pre.history}
     else:
@@ -136,7 +137,7 @@ def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | Non
     model.train()
     history = train.fit(
         model, x, cfg.train, seed, run_dir / checkpoint.LAST, stop, progress, train_resume, on_epoch_end,
-        extra={"pretrain_summary": pretrain_summary}, device_cfg=cfg.device,
+        extra={"pretrain_summary": pretrain_summary}, compute=compute,
         anchor=snapshot["partition"].to(x.device) if "partition" in snapshot else None,
     )
     return Fitted(snapshot, pretrain_summary, history, time.perf_counter() - t_train)
@@ -146,7 +147,7 @@ def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x
            t_start: float, resumed_in: str | None) -> dict[str, Any]:
     """Evaluate, write report.json (then the figures and report.md) and return the report."""
     snapshot, pretrain_summary, history = fitted.snapshot, fitted.pretrain_summary, fitted.history
-    pred, final = evaluate(model, x, dataset.y, cfg.device)
+    pred, final = evaluate(model, x, dataset.y, Compute.from_config(cfg.device, x.device))
     result = report.run_report(
         cfg, run_dir, report.dataset_info(dataset), history, pred,
         device=str(x.device),

@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vade_cli import checkpoint, data, metrics, report
-from vade_cli.device import autocast, configure, resolve_device
+from vade_cli.device import Compute, configure, resolve_device
 from vade_cli.errors import CheckpointError, ConfigError, DataError
 from vade_cli.model import VaDE
 from vade_cli.run import build_model
@@ -170,7 +170,7 @@ def predict(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     _warn_if_prepared_differently(folder, dataset)
     model = load_model(saved, dataset, weights, folder).to(device)
     x = torch.as_tensor(dataset.x, device=device)
-    with autocast(cfg.device, device):  # the path run.evaluate takes: same weights, same precision, same numbers
+    with Compute.from_config(cfg.device, device).autocast():  # the path run.evaluate takes: same weights, same precision, same numbers
         pred = model.predict(x).cpu().numpy()
         proba = model.predict_proba(x).cpu().numpy()
     out = run_dir / ASSIGNMENTS

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from vade_cli import checkpoint
-from vade_cli.device import autocast, maybe_compile
+from vade_cli.device import Compute
 from vade_cli.errors import Interrupted, TrainingDiverged
 
 if TYPE_CHECKING:
@@ -298,8 +298,8 @@ def _parameters_finite(module: nn.Module) -> bool:
     return bool(torch.isfinite(torch.stack([p.detach().sum() for p in module.parameters()])).all())
 
 
-def _predict(model: VaDE, x: Tensor, device_cfg: Any) -> Tensor:
-    with autocast(device_cfg, x.device):
+def _predict(model: VaDE, x: Tensor, compute: Compute) -> Tensor:
+    with compute.autocast():
         return model.predict(x)
 
 
@@ -430,7 +430,7 @@ def fit(
     resume: dict[str, Any] | None = None,
     on_epoch_end: EpochEndFn | None = None,
     extra: dict[str, Any] | None = None,
-    device_cfg: Any = None,
+    compute: Compute | None = None,
     anchor: Tensor | None = None,
 ) -> list[dict[str, Any]]:
     """Train VaDE on the negative ELBO from its initialised prior; return the per-epoch history.
@@ -442,7 +442,8 @@ def fit(
     generator = torch.Generator(device=x.device).manual_seed(seed + 1)
     latent_dim = model.prior.mu.shape[1]
 
-    loss_fn = maybe_compile(model.negative_elbo, device_cfg, x.device)
+    compute = compute or Compute(x.device)
+    loss_fn = compute.compiled(model.negative_elbo)
 
     current = {"anchored": anchor is not None}
 
@@ -454,7 +455,7 @@ def fit(
     def step(idx: Tensor):
         eps = torch.randn(len(idx), latent_dim, generator=generator, device=x.device)
         held = anchor[idx] if current["anchored"] else None
-        with autocast(device_cfg, x.device):
+        with compute.autocast():
             return loss_fn(x[idx], eps, held)
 
     free_epochs = None if cfg.free_epochs is None else int(cfg.free_epochs)
@@ -490,17 +491,17 @@ def fit(
         stop_when=stop_when,
         extra=extra or {},
         n_clusters=model.prior.n_clusters,
-        initial_assignments=None if resume is not None else _predict(model, x, device_cfg),
+        initial_assignments=None if resume is not None else _predict(model, x, compute),
     )
     return run_phase(phase, stop, progress, resume)
 
 
-def fit_minibatches(params, loss_of, n: int, epochs: int, generator: torch.Generator, device_cfg, device) -> None:
+def fit_minibatches(params, loss_of, n: int, epochs: int, generator: torch.Generator, compute: Compute) -> None:
     """Plain minibatch Adam (lr 1e-3, batch 256) on `loss_of(indices)` for `epochs` passes."""
     optimizer = adam(params, lr=1e-3)
     for _ in range(epochs):
-        for idx in torch.randperm(n, generator=generator, device=device).split(256):
-            with autocast(device_cfg, device):
+        for idx in torch.randperm(n, generator=generator, device=compute.device).split(256):
+            with compute.autocast():
                 loss = loss_of(idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -17,7 +17,7 @@ one is what bf16 buys.
                        steps, one checkpoint and one eval pass
 
 Precision follows `device.amp_bf16` (--amp-bf16, default auto: on for CUDA and for CPUs with native
-bf16) and is applied to (a)-(e) exactly as a run applies it (`vade_cli.device.autocast`); --compile
+bf16) and is applied to (a)-(e) exactly as a run applies it (`vade_cli.device.Compute.autocast`); --compile
 sets `device.compile` (CUDA or CPU) for the VaDE steps, the real loop and the rooflines, as `train.fit`
 applies it. Timed contenders are interleaved repeat by repeat, so load from other jobs hits all of
 them alike: throughputs are medians over repeats, and ratios (to a roofline, of the loop to its bare

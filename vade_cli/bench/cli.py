@@ -137,7 +137,7 @@ def benchmark(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "amp_bf16": args.amp_bf16,
         "precision": settings.precision,
         "cpu_native_bf16": cpu_has_native_bf16(),
-        "compile": bool(settings.device_cfg.compile),
+        "compile": settings.compute.compile,
         "network": {"widths": shape.widths(), "n_features": shape.n_features, "hidden": list(shape.hidden),
                     "latent_dim": shape.latent_dim, "n_clusters": shape.n_clusters},  # fmt: skip
         "settings": {"batch_sizes": list(settings.batch_sizes), "repeats": settings.repeats,

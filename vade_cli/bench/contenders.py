@@ -1,6 +1,6 @@
 """The timed work: the rooflines, the product's steps, its evaluation pass and a digits run's epochs.
 
-Every product contender calls the code a run calls, under the `device_cfg` a run passes it, so
+Every product contender calls the code a run calls, under the `Compute` a run passes it, so
 `device.amp_bf16` and `device.compile` act here exactly as they act there.
 """
 
@@ -17,13 +17,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from vade_cli import checkpoint, data, metrics, pretrain, report, run, train
 from vade_cli.bench.settings import Settings, Shape, seeded, train_config, with_bf16
 from vade_cli.bench.timing import Contender
-from vade_cli.device import autocast, maybe_compile
+from vade_cli.device import Compute
 from vade_cli.model import VaDE, mlp
 
 ROOFLINE_PRECISIONS = {"fp32": False, "bf16": True}  # precision -> device.amp_bf16
@@ -36,11 +35,10 @@ def plain_autoencoder(shape: Shape) -> nn.Sequential:
     return nn.Sequential(encoder, decoder)
 
 
-def optimise(loss_fn: Callable[[], Tensor], optimizer: torch.optim.Optimizer, device_cfg: DictConfig,
-             device: torch.device) -> None:  # fmt: skip
-    """One optimiser step as `run_phase` takes it: the loss under `autocast(device_cfg)`, backward and
+def optimise(loss_fn: Callable[[], Tensor], optimizer: torch.optim.Optimizer, compute: Compute) -> None:
+    """One optimiser step as `run_phase` takes it: the loss under `compute.autocast()`, backward and
     the (fused) Adam step outside it."""
-    with autocast(device_cfg, device):
+    with compute.autocast():
         loss = loss_fn()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -50,24 +48,24 @@ def optimise(loss_fn: Callable[[], Tensor], optimizer: torch.optim.Optimizer, de
 def roofline_steps(x_batch: Tensor, settings: Settings, bf16: bool) -> Callable[[int], None]:
     """n steps of the bare network on one pre-made batch, in bf16 autocast or not: no gather, no GMM,
     no bookkeeping."""
-    device_cfg = with_bf16(settings.device_cfg, bf16)
+    compute = with_bf16(settings.compute, bf16)
     net = plain_autoencoder(settings.shape).to(settings.device)
     optimizer = train.adam(net.parameters(), lr=1e-3)
-    forward = maybe_compile(net, device_cfg, settings.device)
+    forward = compute.compiled(net)
 
     def loss() -> Tensor:  # per-sample BCE summed over features, batch mean: VaDE's reconstruction term
         return F.binary_cross_entropy_with_logits(forward(x_batch), x_batch, reduction="sum") / len(x_batch)
 
     def steps(n: int) -> None:
         for _ in range(n):
-            optimise(loss, optimizer, device_cfg, settings.device)
+            optimise(loss, optimizer, compute)
 
     return steps
 
 
 def sliced_steps(
     batch_loss: Callable[[Tensor], Tensor], optimizer: torch.optim.Optimizer, x: Tensor, batch_size: int,
-    device_cfg: DictConfig,
+    compute: Compute,
 ) -> Callable[[int], None]:
     """n steps the way `run_phase` takes them (index slices of a permutation of the on-device tensor,
     the last one short), minus its bookkeeping: the permutation is drawn once, outside the timed region."""
@@ -78,7 +76,7 @@ def sliced_steps(
         for s in range(n):
             j = s % n_batches
             idx = perm[j * batch_size : (j + 1) * batch_size]
-            optimise(partial(batch_loss, x[idx]), optimizer, device_cfg, x.device)
+            optimise(partial(batch_loss, x[idx]), optimizer, compute)
 
     return steps
 
@@ -87,7 +85,7 @@ def pretrain_steps(model: VaDE, x: Tensor, batch_size: int, settings: Settings) 
     """(a): the autoencoder's loss and optimiser, as `pretrain_autoencoder` sets them up."""
     params = pretrain.autoencoder_modules(model).parameters()
     optimizer = pretrain.make_optimizer(params, settings.cfg.pretrain)
-    return sliced_steps(lambda xb: model.autoencoder_loss(xb)["loss"], optimizer, x, batch_size, settings.device_cfg)
+    return sliced_steps(lambda xb: model.autoencoder_loss(xb)["loss"], optimizer, x, batch_size, settings.compute)
 
 
 def vade_steps(model: VaDE, x: Tensor, batch_size: int, settings: Settings) -> Callable[[int], None]:
@@ -96,13 +94,13 @@ def vade_steps(model: VaDE, x: Tensor, batch_size: int, settings: Settings) -> C
     optimizer, _ = train.vade_optimizer(model, train_config(settings, batch_size, 1))
     generator = torch.Generator(device=x.device).manual_seed(0)
     latent_dim = model.prior.mu.shape[1]
-    loss_fn = maybe_compile(model.negative_elbo, settings.device_cfg, settings.device)
+    loss_fn = settings.compute.compiled(model.negative_elbo)
 
     def batch_loss(xb: Tensor) -> Tensor:
         eps = torch.randn(len(xb), latent_dim, generator=generator, device=xb.device)
         return loss_fn(xb, eps)[0]["loss"]
 
-    return sliced_steps(batch_loss, optimizer, x, batch_size, settings.device_cfg)
+    return sliced_steps(batch_loss, optimizer, x, batch_size, settings.compute)
 
 
 def timed(name: str, work: Callable[[int], None], n: int, warmup: int, samples: int, precision: str) -> Contender:
@@ -135,18 +133,18 @@ def eval_contenders(model: VaDE, x: Tensor, settings: Settings) -> tuple[dict[st
     encoder = plain_autoencoder(settings.shape)[0].to(settings.device)
     chunk = predict_chunk()
 
-    def bare(device_cfg: DictConfig, data: Tensor) -> None:
-        with torch.inference_mode(), autocast(device_cfg, data.device):
+    def bare(compute: Compute, data: Tensor) -> None:
+        with torch.inference_mode(), compute.autocast():
             for i in range(0, len(data), chunk):
                 encoder(data[i : i + chunk])
 
     def evaluate(data: Tensor) -> None:
-        run.evaluate(model, data, None, settings.device_cfg)
+        run.evaluate(model, data, None, settings.compute)
 
     head = x[:chunk]
     rooflines = {}
     for p, bf16 in ROOFLINE_PRECISIONS.items():
-        work = partial(bare, with_bf16(settings.device_cfg, bf16))
+        work = partial(bare, with_bf16(settings.compute, bf16))
         rooflines[p] = Contender(f"eval_roofline_{p}", partial(work, x), partial(work, head), len(x), p)
     product = [Contender("eval_pass", partial(evaluate, x), partial(evaluate, head), len(x), settings.precision)]
     return rooflines, product
@@ -201,7 +199,7 @@ def digits_run(settings: Settings, run_dir: Path) -> DigitsRun:
         marks.clear()
         start = time.perf_counter()
         train.fit(model, x, train_config(settings, bs, epochs), 0, run_dir / checkpoint.LAST, train.StopRequest(),
-                  None, None, on_epoch_end, device_cfg=settings.device_cfg)  # fmt: skip
+                  None, None, on_epoch_end, compute=settings.compute)  # fmt: skip
         if record:
             times.append(RunTimes(start, time.perf_counter(), list(marks)))
 

@@ -49,8 +49,8 @@ def probe_memory(settings: Settings) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         # fit on a view of the first few batches: the full tensor stays resident and the epoch short
         train.fit(model, x[: settings.steps * bs], train_config(settings, bs, 1), 0, Path(tmp) / checkpoint.LAST,
-                  train.StopRequest(), device_cfg=settings.device_cfg)  # fmt: skip
-        run.evaluate(model, x, None, settings.device_cfg)
+                  train.StopRequest(), compute=settings.compute)  # fmt: skip
+        run.evaluate(model, x, None, settings.compute)
     out = {"n_samples": shape.n_full, "peak_rss_bytes": peak_rss_bytes(), "rss_after_import_bytes": after_import}
     if device.type == "cuda":
         out["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated()

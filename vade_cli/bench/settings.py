@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vade_cli import run
-from vade_cli.device import bf16_enabled
+from vade_cli.device import Compute
 from vade_cli.model import VaDE
 
 
@@ -58,13 +59,18 @@ class Settings:
 
     @property
     def device_cfg(self) -> DictConfig:
-        """threads, amp_bf16, compile, tf32: what `train.fit` and `run.evaluate` take as `device_cfg`."""
+        """threads, amp_bf16, compile, tf32: the `device` config a run configures the process with."""
         return self.cfg.device
+
+    @property
+    def compute(self) -> Compute:
+        """What `train.fit` and `run.evaluate` receive, resolved from the device config as a run does."""
+        return Compute.from_config(self.device_cfg, self.device)
 
     @property
     def precision(self) -> str:
         """What the product's networks run in here: `device.amp_bf16` resolved for this device."""
-        return "bf16" if bf16_enabled(self.device_cfg, self.device) else "fp32"
+        return "bf16" if self.compute.bf16 else "fp32"
 
     @property
     def first_batch(self) -> int:
@@ -76,9 +82,9 @@ class Settings:
         return self.steps * max(self.batch_sizes)
 
 
-def with_bf16(device_cfg: DictConfig, on: bool) -> DictConfig:
-    """The device config with bf16 autocast forced on or off (the two rooflines)."""
-    return OmegaConf.merge(device_cfg, {"amp_bf16": on})
+def with_bf16(compute: Compute, on: bool) -> Compute:
+    """The device settings with bf16 autocast forced on or off (the two rooflines)."""
+    return dataclasses.replace(compute, bf16=on)
 
 
 def train_config(settings: Settings, batch_size: int, epochs: int) -> DictConfig:
