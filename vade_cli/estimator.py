@@ -33,12 +33,12 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils import Tags, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from vade_cli import checkpoint, data, prior_init, report, tasks, train
+from vade_cli import checkpoint, data, prior_init, report, tasks
 from vade_cli.data._common import as_features
 from vade_cli.device import Compute, configure, resolve_device, seed_everything
 from vade_cli.errors import UserError
 from vade_cli.model import VaDE
-from vade_cli.run import build_model, evaluate, fit_model
+from vade_cli.run import Session, build_model, evaluate, fit_model
 from vade_cli.text import one_line
 from vade_cli.validate import check_against_data, check_config, positive_int
 
@@ -408,7 +408,7 @@ def _train(cfg: DictConfig, dataset: data.Dataset, device: torch.device, run_dir
     model = build_model(cfg, dataset).to(device)
     x = torch.as_tensor(dataset.x, device=device)
     with report.progress_bars(verbose) as progress:
-        fitted = fit_model(cfg, model, x, None, run_dir, train.StopRequest(), progress)  # stop: never installed
+        fitted = fit_model(cfg, model, x, None, Session(run_dir, progress=progress))  # stop: never installed
     return model, fitted.snapshot, fitted.snapshot["prediction"].numpy(), fitted.history
 
 

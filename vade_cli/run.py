@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +84,26 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
             metrics_log.write(rows)  # the run folder first: a tracker can never cost it
             tracked.log_rows(rows)
 
-        fitted = fit_model(cfg, model, x, dataset.y, run_dir, stop, progress, cache_path=cache_path,
-                           pretrain_resume=pretrain_resume, train_resume=train_resume, record=record)
+        session = Session(run_dir, stop, progress, record, cache_path, pretrain_resume, train_resume)
+        fitted = fit_model(cfg, model, x, dataset.y, session)
         resumed_in = "train" if train_resume is not None else "pretrain" if pretrain_resume is not None else None
         result = finish(cfg, run_dir, model, dataset, x, fitted, t_start, resumed_in)
         tracked.log_final(result)
     return result
+
+
+@dataclass
+class Session:
+    """Where a fit writes and what it continues from: the run folder, the stop flag, the progress bars,
+    the metrics log's writer, the autoencoder cache entry, and the checkpoint of an interrupted phase."""
+
+    run_dir: Path
+    stop: train.StopRequest = field(default_factory=train.StopRequest)
+    progress: Any = None
+    record: Callable[[list[dict[str, Any]]], None] = lambda rows: None
+    cache_path: Path | None = None
+    pretrain_resume: dict[str, Any] | None = None
+    train_resume: dict[str, Any] | None = None
 
 
 @dataclass
@@ -102,30 +116,26 @@ class Fitted:
     train_seconds: float
 
 
-def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | None, run_dir: Path,
-              stop: train.StopRequest, progress: Any, cache_path: Path | None = None,
-              pretrain_resume: dict[str, Any] | None = None, train_resume: dict[str, Any] | None = None,
-              record: Callable[[list[dict[str, Any]]], None] | None = None) -> Fitted:
-    """Autoencoder -> prior init -> VaDE into `model`, checkpoints in `run_dir`: the steps `vade-run` and
-    `VaDEClustering.fit` share. `y` only scores the epochs in the log; `record` gets the log's rows."""
-    record = record or (lambda rows: None)
-    seed = int(cfg.seed)
+def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | None, session: Session) -> Fitted:
+    """Autoencoder -> prior init -> VaDE into `model`, checkpoints in `session.run_dir`: the steps `vade-run`
+    and `VaDEClustering.fit` share. `y` only scores the epochs in the log; `session.record` gets its rows."""
+    record, seed = session.record, int(cfg.seed)
     compute = Compute.from_config(cfg.device, x.device)  # resolved once, for every phase
-    if train_resume is None:
+    if session.train_resume is None:
         pre = pretrain.pretrain_autoencoder(
-            model, x, cfg.pretrain, seed, run_dir / checkpoint.PRETRAIN, cache_path, stop, progress,
-            pretrain_resume, compute,
+            model, x, cfg.pretrain, seed, session.run_dir / checkpoint.PRETRAIN, session.cache_path,
+            session.stop, session.progress, session.pretrain_resume, compute,
             on_epoch_end=lambda history, _: record([{"phase": "pretrain", **r} for r in history]),
         )
         snapshot = prior_init.fit_prior(model, x, y, cfg.pretrain, seed, compute)
-        prior_init.save_snapshot(run_dir, snapshot)
+        prior_init.save_snapshot(session.run_dir, snapshot)
         pretrain_summary = {"seconds": pre.seconds, "cache_hit": pre.cache_hit, "history": pre.history}
     else:
-        snapshot = checkpoint.load(run_dir / checkpoint.GMM_INIT_PT, kind="gmm_init")
-        pretrain_summary = train_resume["pretrain_summary"]
+        snapshot = checkpoint.load(session.run_dir / checkpoint.GMM_INIT_PT, kind="gmm_init")
+        pretrain_summary = session.train_resume["pretrain_summary"]
 
     pretrain_log = [{"phase": "pretrain", **r} for r in pretrain_summary["history"]]
-    if train_resume is None:  # the autoencoder's rows, from the init on: also when it came from the cache or train.epochs=0
+    if session.train_resume is None:  # the autoencoder's rows, from the init on: also when it came from the cache or train.epochs=0
         record(pretrain_log)
 
     def on_epoch_end(history: list[dict[str, Any]], assignments: torch.Tensor | None) -> None:
@@ -136,7 +146,8 @@ def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | Non
     t_train = time.perf_counter()
     model.train()
     history = train.fit(
-        model, x, cfg.train, seed, run_dir / checkpoint.LAST, stop, progress, train_resume, on_epoch_end,
+        model, x, cfg.train, seed, session.run_dir / checkpoint.LAST, session.stop, session.progress,
+        session.train_resume, on_epoch_end,
         extra={"pretrain_summary": pretrain_summary}, compute=compute,
         anchor=snapshot["partition"].to(x.device) if "partition" in snapshot else None,
     )
