@@ -256,3 +256,16 @@ def test_kept_partition_counts_points_still_in_their_start_cluster_per_cluster()
     now = torch.tensor([0, 0, 0, 1, 1, 1, 0, 0])  # one of cluster 0 left; cluster 2 moved whole
     kept = kept_partition(now, partition, 4)
     assert kept["kept_partition"] == 5 / 8 and kept["kept_per_cluster"] == [0.75, 1.0, 0.0, 0.0]
+
+
+def test_fit_prior_to_sets_the_partition_moments_so_p_c_given_z_returns_the_partition():
+    torch.manual_seed(0)
+    model = VaDE(n_features=6, n_clusters=3, hidden=[8], latent_dim=2)
+    partition = torch.arange(3).repeat_interleave(30)
+    x = torch.rand(3, 6)[partition] + 0.01 * torch.rand(90, 6)  # three tight groups of inputs
+    with torch.no_grad():
+        mu = model.latent_means(x)
+    model.fit_prior_to(x, partition)
+    assert torch.allclose(model.prior.mu[1], mu[partition == 1].mean(0), atol=1e-5)
+    assert torch.allclose(model.prior.log_pi().exp(), torch.full((3,), 1 / 3), atol=0.02)
+    assert torch.equal(model.predict(x), partition)

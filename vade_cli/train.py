@@ -461,12 +461,17 @@ def fit(
     free_epochs = None if cfg.free_epochs is None else int(cfg.free_epochs)
 
     def stop_when(history: list[dict[str, Any]]) -> str | None:
-        """Marks the epoch anchored or free; ends VaDE `free_epochs` epochs after the anchor's release."""
+        """Marks the epoch anchored or free; ends VaDE `free_epochs` epochs after the anchor's release.
+        A phase that ends on the anchor leaves the prior at the partition's moments (`fit_prior_to`)."""
         history[-1]["anchored"] = current["anchored"]
-        if anchor is None or free_epochs is None or still_anchored(history, *release):
+        if anchor is None:
             return None
         free = sum(not r["anchored"] for r in history)
-        return f"{free} free epochs after the anchor's release (train.free_epochs)" if free >= free_epochs else None
+        stop = free_epochs is not None and free >= free_epochs and not still_anchored(history, *release)
+        if current["anchored"] and (stop or len(history) >= int(cfg.epochs)):
+            with compute.autocast():
+                model.fit_prior_to(x, anchor)
+        return f"{free} free epochs after the anchor's release (train.free_epochs)" if stop else None
 
     def epoch_end(history: list[dict[str, Any]], assignments: Tensor | None) -> None:
         if anchor is not None and assignments is not None:
