@@ -501,11 +501,14 @@ def fit(
     return run_phase(phase, stop, progress, resume)
 
 
+MINIBATCH = 256  # fit_minibatches' batch size
+
+
 def fit_minibatches(params, loss_of, n: int, epochs: int, generator: torch.Generator, compute: Compute) -> None:
-    """Plain minibatch Adam (lr 1e-3, batch 256) on `loss_of(indices)` for `epochs` passes."""
+    """Plain minibatch Adam (lr 1e-3, batch MINIBATCH) on `loss_of(indices)` for `epochs` passes."""
     optimizer = adam(params, lr=1e-3)
     for _ in range(epochs):
-        for idx in torch.randperm(n, generator=generator, device=compute.device).split(256):
+        for idx in torch.randperm(n, generator=generator, device=compute.device).split(MINIBATCH):
             with compute.autocast():
                 loss = loss_of(idx)
             optimizer.zero_grad(set_to_none=True)
