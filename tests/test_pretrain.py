@@ -95,8 +95,9 @@ def test_an_unreadable_cache_entry_is_a_miss_and_is_rewritten(make_cfg, tmp_path
 
 
 @pytest.mark.parametrize("kind", ["standardised table", "raw 0-255 images"])
-def test_the_default_recipe_pretrains_without_divergence(kind, make_cfg, tmp_path):
-    """The shipped pretrain recipe (not the tests' tiny one) on the two kinds of data SGD at lr 1.0 blew up on."""
+def test_the_default_recipe_pretrains_without_divergence(kind, make_cfg, tmp_path, caplog):
+    """The shipped pretrain recipe (not the tests' tiny one) on the two kinds of data SGD at lr 1.0 blew up on:
+    no NaN/inf, so no restart either (`pretrain=dec` restarts on wine at epoch 11)."""
     import numpy as np
     from sklearn.datasets import load_wine
 
@@ -112,7 +113,8 @@ def test_the_default_recipe_pretrains_without_divergence(kind, make_cfg, tmp_pat
     path = tmp_path / "mine.npz"
     np.savez(path, x=x, y=y)
     cfg = make_cfg("dataset=file", f"dataset.path={path}", f"n_clusters={len(np.unique(y))}", "device=cpu",
-                   "pretrain.epochs=60", "pretrain.init=kmeans", "train.epochs=2", "report.figures=false", tiny=False)
-    result = train_run(cfg, tmp_path / "run", progress_enabled=False)
-    assert result["status"] == "completed"
+                   "pretrain.epochs=20", "pretrain.init=kmeans", "train.epochs=2", "report.figures=false", tiny=False)
+    with caplog.at_level("WARNING"):
+        result = train_run(cfg, tmp_path / "run", progress_enabled=False)
+    assert result["status"] == "completed" and "NaN/inf" not in caplog.text
     assert result["dataset"]["likelihood"] == ("gaussian" if kind == "standardised table" else "bernoulli")

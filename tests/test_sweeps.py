@@ -318,6 +318,7 @@ def test_table_command_names_a_folder_without_jobs(tmp_path):
     assert table.main([str(tmp_path / "missing")]) == 2
 
 
+@pytest.mark.slow  # a whole sweep in subprocesses: make test-slow
 def test_a_failing_job_is_a_failed_row_and_vade_run_exits_1(tmp_path):
     """dataset=file without a path fails validation; the synthetic job's numbers still stand."""
     sweep = tmp_path / "sweep"
@@ -330,6 +331,7 @@ def test_a_failing_job_is_a_failed_row_and_vade_run_exits_1(tmp_path):
     assert "| file | failed |" in (sweep / "table.md").read_text()
 
 
+@pytest.mark.slow  # a whole sweep in subprocesses: make test-slow
 def test_submitit_local_sweep_runs_jobs_in_their_own_processes_and_is_tabulated(tmp_path):
     sweep = tmp_path / "sweep"
     proc = vade_run(
@@ -469,6 +471,7 @@ def test_one_sweep_covers_every_present_preset():
     assert cmd[4:] == ["experiment=mnist,usps", "seed=0,1,2", "device=cuda", "hydra.sweep.dir='/tmp/my runs'"]
 
 
+@pytest.mark.slow  # a whole sweep in subprocesses: make test-slow
 def test_reproduce_quick_runs_end_to_end(tmp_path, monkeypatch):
     """`python -m vade_cli.sweeps.reproduce --quick` (main() here; the sweep itself is a real vade-run)."""
     monkeypatch.chdir(tmp_path)  # the sweep's pretraining cache lands in ./outputs
@@ -501,6 +504,7 @@ def test_the_progress_line_counts_reports_on_disk_and_extrapolates_this_starts_p
     assert callback.progress_line(tmp_path, 8, started + 600) == "sweep: 3/8 jobs done (1 failed), about 25 min left"
 
 
+@pytest.mark.slow  # a whole sweep in subprocesses: make test-slow
 def test_a_sweep_started_again_in_its_folder_keeps_its_finished_jobs(tmp_path):
     args = ["-m", "dataset=synthetic", *TINY_CLI, f"paths.output_root={tmp_path / 'out'}", f"hydra.sweep.dir={tmp_path / 'sw'}"]
     first = vade_run([*args, "seed=0"], cwd=tmp_path)
