@@ -80,10 +80,12 @@ def test_an_older_run_folder_resumes_to_a_report(tmp_path, monkeypatch, capsys):
 
 
 def test_a_setting_added_since_keeps_the_behaviour_the_run_began_with(tmp_path, capsys):
-    """A folder saved before `train.anchor_plateau` let the anchor go right after anchor_epochs: it resumes so."""
+    """A folder saved before `train.anchor_plateau` and `train.free_epochs` let the anchor go right after
+    anchor_epochs and trained on to train.epochs: it resumes so."""
     cfg = compose_config([], tmp_path)
     saved = OmegaConf.create(OmegaConf.to_container(cfg))
-    del saved.train["anchor_plateau"]
+    del saved.train["anchor_plateau"], saved.train["free_epochs"]
     migrated = cli.migrate(saved, cfg)
     assert migrated.train.anchor_plateau == 0.0 != cfg.train.anchor_plateau
+    assert migrated.train.free_epochs is None and cfg.train.free_epochs == 0
     assert "train.anchor_plateau" in capsys.readouterr().err
