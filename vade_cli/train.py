@@ -6,7 +6,8 @@ a checkpoint (model, optimiser, scheduler, RNG, position inside the epoch) is wr
 the first epoch end after a wall-clock interval, at the end of the phase, and when SIGINT/SIGTERM
 arrives (a checkpoint is 30 MB: one every epoch cost 15-20% of a small run), so a resumed run
 repeats the uninterrupted one exactly; NaN/inf stops the run at the step it appears, before a bad
-checkpoint can be written.
+checkpoint can be written. A phase may end early on a label-free rule (`Phase.stop_when`), said in
+its last epoch's record, and a resumed phase that had ended so trains no further.
 """
 
 from __future__ import annotations
@@ -389,14 +390,13 @@ def plateaued(losses: list[float], tol: float) -> bool:
     return before - recent < tol * abs(before)
 
 
-def plateau_stop(tol: float, counted: Callable[[dict[str, Any]], bool] = lambda record: True,
-                 ) -> Callable[[list[dict[str, Any]]], str | None] | None:
-    """A `Phase.stop_when` that ends the phase once the loss of the `counted` epochs plateaus (None for tol 0)."""
+def plateau_stop(tol: float) -> Callable[[list[dict[str, Any]]], str | None] | None:
+    """A `Phase.stop_when` that ends the phase once its loss plateaus (None for tol 0: all epochs run)."""
     if tol <= 0:
         return None
 
     def stop_when(history: list[dict[str, Any]]) -> str | None:
-        losses = [r["loss"] for r in history if counted(r)]
+        losses = [r["loss"] for r in history]
         return f"loss plateau (< {tol:g} per {PLATEAU_WINDOW} epochs)" if plateaued(losses, tol) else None
 
     return stop_when
@@ -446,7 +446,6 @@ def fit(
     loss_fn = compute.compiled(model.negative_elbo)
 
     current = {"anchored": anchor is not None}
-
     release = (int(cfg.anchor_epochs), float(cfg.anchor_plateau))
 
     def epoch_start(history: list[dict[str, Any]]) -> None:
