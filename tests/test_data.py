@@ -518,12 +518,16 @@ def test_file_limit_is_stratified(tmp_path):
     assert load_file(tmp_path / "d.npz", limit=3).n_samples == 3  # fewer rows than classes: plain random
 
 
+INK = np.where(np.random.default_rng(0).random((20, 5)) < 0.5, 0, np.random.default_rng(1).integers(1, 256, (20, 5)))
+
+
 @pytest.mark.parametrize(
     "x, named, expected",
     [
         (np.random.default_rng(0).random((20, 3)), {}, ("bernoulli", "none")),  # [0,1] as it is
-        (np.random.default_rng(0).integers(0, 256, (20, 5)), {}, ("bernoulli", "max")),  # raw pixels
-        (np.random.default_rng(0).integers(0, 17, (20, 5)), {}, ("bernoulli", "max")),  # a bounded integer scale
+        (INK, {}, ("bernoulli", "max")),  # raw pixels of drawings: half of them background
+        (INK // 16, {}, ("bernoulli", "max")),  # a bounded integer scale (0..15)
+        (np.random.default_rng(0).integers(30, 226, (20, 5)), {}, ("gaussian", "standard")),  # a gray photograph
         (np.random.default_rng(0).normal(0, 5, (20, 3)), {}, ("gaussian", "standard")),  # anything else
         (np.random.default_rng(0).integers(0, 256, (20, 5)), {"scale": "none"}, ("gaussian", "none")),
         (np.random.default_rng(0).normal(0, 5, (20, 3)), {"likelihood": "bernoulli"}, ("bernoulli", "minmax")),
