@@ -269,3 +269,11 @@ def test_fit_prior_to_sets_the_partition_moments_so_p_c_given_z_returns_the_part
     assert torch.allclose(model.prior.mu[1], mu[partition == 1].mean(0), atol=1e-5)
     assert torch.allclose(model.prior.log_pi().exp(), torch.full((3,), 1 / 3), atol=0.02)
     assert torch.equal(model.predict(x), partition)
+
+
+def test_fit_prior_to_keeps_an_empty_cluster_reachable():
+    torch.manual_seed(0)
+    model = VaDE(n_features=6, n_clusters=3, hidden=[8], latent_dim=2)
+    partition = torch.arange(2).repeat_interleave(20)  # cluster 2 holds no point
+    model.fit_prior_to(torch.rand(40, 6), partition)
+    assert torch.isfinite(model.prior.mu).all() and model.prior.log_pi()[2] > math.log(1e-5)

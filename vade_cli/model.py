@@ -253,7 +253,11 @@ class VaDE(nn.Module):
         means = mu.new_zeros(k, mu.shape[1]).index_add_(0, partition, mu) / per_cluster
         spread = var + (mu - means[partition]).pow(2)
         variances = mu.new_zeros(k, mu.shape[1]).index_add_(0, partition, spread) / per_cluster
-        self.prior.set_from_gmm(counts / counts.sum(), means, variances.clamp_min(1e-6))
+        # As prior_init.cluster_moments treats an empty cluster: a tiny weight and the global moments.
+        empty = counts == 0
+        means[empty], variances[empty] = mu.mean(0), (var + (mu - mu.mean(0)).pow(2)).mean(0)
+        weights = counts.clamp_min(1e-3)
+        self.prior.set_from_gmm(weights / weights.sum(), means, variances.clamp_min(1e-6))
 
     @torch.inference_mode()
     def predict_proba(self, x: Tensor, batch_size: int = 4096) -> Tensor:

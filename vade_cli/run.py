@@ -114,6 +114,7 @@ class Fitted:
     pretrain_summary: dict[str, Any]
     history: list[dict[str, Any]]
     train_seconds: float
+    compute: Compute  # the device settings the fit ran with, which the evaluation reuses
 
 
 def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | None, session: Session) -> Fitted:
@@ -151,14 +152,14 @@ def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | Non
         extra={"pretrain_summary": pretrain_summary}, compute=compute,
         anchor=snapshot["partition"].to(x.device) if "partition" in snapshot else None,
     )
-    return Fitted(snapshot, pretrain_summary, history, time.perf_counter() - t_train)
+    return Fitted(snapshot, pretrain_summary, history, time.perf_counter() - t_train, compute)
 
 
 def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x: torch.Tensor, fitted: Fitted,
            t_start: float, resumed_in: str | None) -> dict[str, Any]:
     """Evaluate, write report.json (then the figures and report.md) and return the report."""
     snapshot, pretrain_summary, history = fitted.snapshot, fitted.pretrain_summary, fitted.history
-    pred, final = evaluate(model, x, dataset.y, Compute.from_config(cfg.device, x.device))
+    pred, final = evaluate(model, x, dataset.y, fitted.compute)
     result = report.run_report(
         cfg, run_dir, report.dataset_info(dataset), history, pred,
         device=str(x.device),
