@@ -408,7 +408,8 @@ def _train(cfg: DictConfig, dataset: data.Dataset, device: torch.device, run_dir
     model = build_model(cfg, dataset).to(device)
     x = torch.as_tensor(dataset.x, device=device)
     with report.progress_bars(verbose) as progress:
-        fitted = fit_model(cfg, model, x, None, Session(run_dir, progress=progress))  # stop: never installed
+        session = Session(run_dir, Compute.from_config(cfg.device, device), progress=progress)  # stop: never installed
+        fitted = fit_model(cfg, model, x, None, session)
     return model, fitted.snapshot, fitted.snapshot["prediction"].numpy(), fitted.history
 
 

@@ -66,10 +66,10 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
 
     train_resume = _existing(run_dir / checkpoint.LAST, "train")
     pretrain_resume = None if train_resume else _existing(run_dir / checkpoint.PRETRAIN, "pretrain")
+    compute = Compute.from_config(cfg.device, device)  # resolved once: the cache key, every phase, the evaluation
     cache_path = None
     if cfg.pretrain.cache:
-        key = pretrain.cache_key(dataset.fingerprint(), cfg.model, cfg.pretrain, seed, dataset.likelihood,
-                                 Compute.from_config(cfg.device, device).bf16)
+        key = pretrain.cache_key(dataset.fingerprint(), cfg.model, cfg.pretrain, seed, dataset.likelihood, compute.bf16)
         cache_path = Path(cfg.paths.cache_dir) / "pretrain" / f"{key}.pt"
 
     resumed = train_resume is not None or pretrain_resume is not None
@@ -84,7 +84,7 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
             metrics_log.write(rows)  # the run folder first: a tracker can never cost it
             tracked.log_rows(rows)
 
-        session = Session(run_dir, stop, progress, record, cache_path, pretrain_resume, train_resume)
+        session = Session(run_dir, compute, stop, progress, record, cache_path, pretrain_resume, train_resume)
         fitted = fit_model(cfg, model, x, dataset.y, session)
         resumed_in = "train" if train_resume is not None else "pretrain" if pretrain_resume is not None else None
         result = finish(cfg, run_dir, model, dataset, x, fitted, t_start, resumed_in)
@@ -94,10 +94,12 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
 
 @dataclass
 class Session:
-    """Where a fit writes and what it continues from: the run folder, the stop flag, the progress bars,
-    the metrics log's writer, the autoencoder cache entry, and the checkpoint of an interrupted phase."""
+    """Where a fit writes, how it computes and what it continues from: the run folder, the device settings,
+    the stop flag, the progress bars, the metrics log's writer, the autoencoder cache entry, and the
+    checkpoint of an interrupted phase."""
 
     run_dir: Path
+    compute: Compute
     stop: train.StopRequest = field(default_factory=train.StopRequest)
     progress: Any = None
     record: Callable[[list[dict[str, Any]]], None] = lambda rows: None
@@ -120,8 +122,7 @@ class Fitted:
 def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | None, session: Session) -> Fitted:
     """Autoencoder -> prior init -> VaDE into `model`, checkpoints in `session.run_dir`: the steps `vade-run`
     and `VaDEClustering.fit` share. `y` only scores the epochs in the log; `session.record` gets its rows."""
-    record, seed = session.record, int(cfg.seed)
-    compute = Compute.from_config(cfg.device, x.device)  # resolved once, for every phase
+    record, seed, compute = session.record, int(cfg.seed), session.compute
     if session.train_resume is None:
         pre = pretrain.pretrain_autoencoder(
             model, x, cfg.pretrain, seed, session.run_dir / checkpoint.PRETRAIN, session.cache_path,
