@@ -87,7 +87,7 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
         session = Session(run_dir, compute, stop, progress, record, cache_path, pretrain_resume, train_resume)
         fitted = fit_model(cfg, model, x, dataset.y, session)
         resumed_in = "train" if train_resume is not None else "pretrain" if pretrain_resume is not None else None
-        result = finish(cfg, run_dir, model, dataset, x, fitted, t_start, resumed_in)
+        result = finish(cfg, run_dir, model, dataset, x, fitted, compute, t_start, resumed_in)
         tracked.log_final(result)
     return result
 
@@ -116,7 +116,6 @@ class Fitted:
     pretrain_summary: dict[str, Any]
     history: list[dict[str, Any]]
     train_seconds: float
-    compute: Compute  # the device settings the fit ran with, which the evaluation reuses
 
 
 def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | None, session: Session) -> Fitted:
@@ -153,14 +152,14 @@ def fit_model(cfg: DictConfig, model: VaDE, x: torch.Tensor, y: np.ndarray | Non
         extra={"pretrain_summary": pretrain_summary}, compute=compute,
         anchor=snapshot["partition"].to(x.device) if "partition" in snapshot else None,
     )
-    return Fitted(snapshot, pretrain_summary, history, time.perf_counter() - t_train, compute)
+    return Fitted(snapshot, pretrain_summary, history, time.perf_counter() - t_train)
 
 
 def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x: torch.Tensor, fitted: Fitted,
-           t_start: float, resumed_in: str | None) -> dict[str, Any]:
+           compute: Compute, t_start: float, resumed_in: str | None) -> dict[str, Any]:
     """Evaluate, write report.json (then the figures and report.md) and return the report."""
     snapshot, pretrain_summary, history = fitted.snapshot, fitted.pretrain_summary, fitted.history
-    pred, final = evaluate(model, x, dataset.y, fitted.compute)
+    pred, final = evaluate(model, x, dataset.y, compute)  # the fit's own device settings
     result = report.run_report(
         cfg, run_dir, report.dataset_info(dataset), history, pred,
         device=str(x.device),
