@@ -249,6 +249,15 @@ def test_early_stops_are_reported_and_a_resume_does_not_train_past_them(make_cfg
     assert again["epochs"] == 5 and again["metrics"]["final"] == first["metrics"]["final"]
 
 
+def test_a_step_budget_ends_the_autoencoder_and_report_json_says_so(make_cfg, tmp_path):
+    from vade_cli.run import train_run
+
+    cfg = make_cfg("dataset=synthetic", "dataset.n_samples=200", "pretrain.epochs=10", "pretrain.batch_size=50",
+                   "pretrain.max_steps=10", "train.epochs=1", "pretrain.cache=false")  # 4 steps per epoch: 3 epochs
+    result = train_run(cfg, tmp_path / "run", progress_enabled=False)
+    assert result["stopped"]["pretrain"] == "step budget (pretrain.max_steps=10) at epoch 3"
+
+
 def test_kept_partition_counts_points_still_in_their_start_cluster_per_cluster():
     from vade_cli.train import kept_partition
 

@@ -54,7 +54,7 @@ def test_cache_key_ignores_what_cannot_change_the_autoencoder():
                             "umap_neighbors": 20, "uniform_pi": False})
 
     def key(m=model_cfg, p=pre, likelihood="bernoulli"):
-        return pretrain.cache_key("data", m, p, 0, likelihood, False)
+        return pretrain.cache_key("data", 100, m, p, 0, likelihood, False)
 
     base = key()
     for field, value in [("init", "umap"), ("init_restarts", 10), ("output_refit_epochs", 0), ("cache", False)]:
@@ -66,6 +66,27 @@ def test_cache_key_ignores_what_cannot_change_the_autoencoder():
     assert key(m=OmegaConf.merge(model_cfg, {"hidden": [32]})) != base
 
 
+def test_the_step_budget_scales_the_epochs_with_the_data_and_never_adds_any(make_cfg):
+    """4,000 steps of 256: MNIST's 10k split 100 epochs, its 70k 15, the 1,797 digits keep all 300."""
+    pre = make_cfg(tiny=False).pretrain
+    assert (pre.epochs, pre.max_steps, pre.batch_size) == (300, 4000, 256)
+    assert [pretrain.autoencoder_epochs(pre, n) for n in (10_000, 70_000, 1_797, 150)] == [100, 15, 300, 300]
+    assert pretrain.autoencoder_epochs(OmegaConf.merge(pre, {"epochs": 3}), 70_000) == 3
+    assert pretrain.autoencoder_epochs(OmegaConf.merge(pre, {"max_steps": None}), 70_000) == 300
+
+
+def test_the_cache_key_holds_the_epochs_that_run_not_the_budget(make_cfg):
+    """The budget's 100 epochs on 10,000 rows are the same autoencoder as pretrain.epochs=100: one entry."""
+    budget = make_cfg(tiny=False)
+    by_epochs = make_cfg("pretrain.epochs=100", "pretrain.max_steps=null", tiny=False)
+
+    def key(cfg, n):
+        return pretrain.cache_key("data", n, cfg.model, cfg.pretrain, 0, "bernoulli", False)
+
+    assert key(budget, 10_000) == key(by_epochs, 10_000)
+    assert key(budget, 70_000) != key(by_epochs, 70_000)
+
+
 def test_dec_adam_is_dec_with_n2d_optimiser(make_cfg):
     """The named recipe and its three overrides by hand compose the same autoencoder: one cache entry."""
     named = make_cfg("pretrain=dec_adam", tiny=False)
@@ -74,7 +95,7 @@ def test_dec_adam_is_dec_with_n2d_optimiser(make_cfg):
     assert {k: v for k, v in named.pretrain.items() if k != "name"} == {k: v for k, v in by_hand.pretrain.items() if k != "name"}
 
     def key(cfg):
-        return pretrain.cache_key("data", cfg.model, cfg.pretrain, 0, "bernoulli", False)
+        return pretrain.cache_key("data", 100, cfg.model, cfg.pretrain, 0, "bernoulli", False)
 
     assert key(named) == key(by_hand) != key(make_cfg("pretrain=dec", tiny=False))
 

@@ -69,7 +69,7 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
     compute = Compute.from_config(cfg.device, device)  # resolved once: the cache key, every phase, the evaluation
     cache_path = None
     if cfg.pretrain.cache:
-        key = pretrain.cache_key(dataset.fingerprint(), cfg.model, cfg.pretrain, seed, dataset.likelihood, compute.bf16)
+        key = pretrain.cache_key(dataset.fingerprint(), dataset.n_samples, cfg.model, cfg.pretrain, seed, dataset.likelihood, compute.bf16)
         cache_path = Path(cfg.paths.cache_dir) / "pretrain" / f"{key}.pt"
 
     resumed = train_resume is not None or pretrain_resume is not None
