@@ -253,9 +253,10 @@ def test_a_step_budget_ends_the_autoencoder_and_report_json_says_so(make_cfg, tm
     from vade_cli.run import train_run
 
     cfg = make_cfg("dataset=synthetic", "dataset.n_samples=200", "pretrain.epochs=10", "pretrain.batch_size=50",
-                   "pretrain.max_steps=10", "train.epochs=1", "pretrain.cache=false")  # 4 steps per epoch: 3 epochs
+                   "pretrain.max_steps=10", "pretrain.min_epochs=2", "train.epochs=1",
+                   "pretrain.cache=false")  # 4 steps per epoch: 3 epochs
     result = train_run(cfg, tmp_path / "run", progress_enabled=False)
-    assert result["stopped"]["pretrain"] == "step budget (pretrain.max_steps=10) at epoch 3"
+    assert result["stopped"]["pretrain"] == "step budget (pretrain.max_steps=10, pretrain.min_epochs=2) at epoch 3"
 
 
 def test_kept_partition_counts_points_still_in_their_start_cluster_per_cluster():

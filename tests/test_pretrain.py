@@ -67,10 +67,12 @@ def test_cache_key_ignores_what_cannot_change_the_autoencoder():
 
 
 def test_the_step_budget_scales_the_epochs_with_the_data_and_never_adds_any(make_cfg):
-    """4,000 steps of 256: MNIST's 10k split 100 epochs, its 70k 15, the 1,797 digits keep all 300."""
+    """4,000 steps of 256 and 100 epochs: MNIST's 10k split and 70k 100 epochs, USPS 109, digits all 300."""
     pre = make_cfg(tiny=False).pretrain
-    assert (pre.epochs, pre.max_steps, pre.batch_size) == (300, 4000, 256)
-    assert [pretrain.autoencoder_epochs(pre, n) for n in (10_000, 70_000, 1_797, 150)] == [100, 15, 300, 300]
+    assert (pre.epochs, pre.max_steps, pre.min_epochs, pre.batch_size) == (300, 4000, 100, 256)
+    sizes = (10_000, 70_000, 9_298, 1_797, 150)
+    assert [pretrain.autoencoder_epochs(pre, n) for n in sizes] == [100, 100, 109, 300, 300]
+    assert pretrain.autoencoder_epochs(OmegaConf.merge(pre, {"min_epochs": 0}), 70_000) == 15
     assert pretrain.autoencoder_epochs(OmegaConf.merge(pre, {"epochs": 3}), 70_000) == 3
     assert pretrain.autoencoder_epochs(OmegaConf.merge(pre, {"max_steps": None}), 70_000) == 300
 
@@ -83,8 +85,8 @@ def test_the_cache_key_holds_the_epochs_that_run_not_the_budget(make_cfg):
     def key(cfg, n):
         return pretrain.cache_key("data", n, cfg.model, cfg.pretrain, 0, "bernoulli", False)
 
-    assert key(budget, 10_000) == key(by_epochs, 10_000)
-    assert key(budget, 70_000) != key(by_epochs, 70_000)
+    assert key(budget, 10_000) == key(by_epochs, 10_000) and key(budget, 70_000) == key(by_epochs, 70_000)
+    assert key(budget, 9_298) != key(by_epochs, 9_298)  # 109 epochs
 
 
 def test_dec_adam_is_dec_with_n2d_optimiser(make_cfg):

@@ -49,14 +49,15 @@ class PretrainResult:
 
 
 def autoencoder_epochs(cfg: DictConfig, n_samples: int) -> int:
-    """`pretrain.epochs`, or fewer where `pretrain.max_steps` ends the schedule first (rounded up to a
-    whole epoch). The autoencoder needs a number of updates, and a large set gives more per epoch:
-    the default's 4,000 steps are 100 epochs of MNIST's 10k split, 15 of its 70k, and 300 of digits."""
+    """`pretrain.epochs`, or fewer once both `pretrain.max_steps` updates and `pretrain.min_epochs` passes
+    are done (rounded up to a whole epoch). Small data needs a number of updates, large data a number of
+    passes: the default's 4,000 steps and 100 epochs end MNIST's 10k split and its 70k at 100 epochs,
+    USPS at 109, and leave digits all 300."""
     epochs = int(cfg.epochs)
     if cfg.get("max_steps") is None:
         return epochs
     steps_per_epoch = math.ceil(n_samples / min(int(cfg.batch_size), n_samples))
-    return min(epochs, math.ceil(int(cfg.max_steps) / steps_per_epoch))
+    return min(epochs, max(int(cfg.get("min_epochs", 0)), math.ceil(int(cfg.max_steps) / steps_per_epoch)))
 
 
 def cache_key(data_fingerprint: str, n_samples: int, model_cfg: DictConfig, pretrain_cfg: DictConfig, seed: int,
@@ -153,7 +154,7 @@ def pretrain_autoencoder(
 
     def stop_when(history: list[dict[str, Any]]) -> str | None:
         if epochs < int(cfg.epochs) and len(history) >= epochs:
-            return f"step budget (pretrain.max_steps={cfg.max_steps})"
+            return f"step budget (pretrain.max_steps={cfg.max_steps}, pretrain.min_epochs={cfg.get('min_epochs', 0)})"
         return plateau(history) if plateau is not None else None
 
     phase = Phase("pretrain", step, ae, optimizer, scheduler, generator, n_samples=len(x),

@@ -103,6 +103,7 @@ def check_config(cfg: DictConfig) -> None:
     non_negative_int("pretrain.output_refit_epochs", pre.output_refit_epochs)
     if pre.max_steps is not None:
         positive_int("pretrain.max_steps", pre.max_steps)
+    non_negative_int("pretrain.min_epochs", pre.get("min_epochs", 0))
 
     train = cfg.train
     non_negative_int("train.epochs", train.epochs)  # 0: stop after the prior init (the AE + init baseline)
