@@ -8,7 +8,6 @@ latent means is `prior_init`'s.
 from __future__ import annotations
 
 import hashlib
-import math
 import json
 import logging
 import math
