@@ -66,6 +66,8 @@ CASES = {
     "retired flush_denormal": (["device.flush_denormal=false"], "device.flush_denormal"),
     "retired debian_dir": (["dataset=fashion_mnist", "dataset.debian_dir=/tmp"], "dataset.debian_dir"),
     "align epochs negative": (["pretrain.align_epochs=-2"], "pretrain.align_epochs"),
+    "step budget 0": (["pretrain.max_steps=0"], "pretrain.max_steps"),
+    "min epochs negative": (["pretrain.min_epochs=-1"], "pretrain.min_epochs"),
     "batch size 0": (["train.batch_size=0"], "train.batch_size"),
     "batch size above N": (["train.batch_size=100000"], "train.batch_size"),
     "lr 0": (["train.lr=0"], "train.lr"),
