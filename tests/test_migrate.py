@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import TINY, compose_config, run_cli
-from vade_cli import cli
+from vade_cli import cli, pretrain
 
 OLD_KEYS = {"objective": "max_q", "dataset.debian_dir": "/usr/share/datasets/fashion-mnist", "device.flush_denormal": False,
             "pretrain.output_refit_scope": "output", "train.anchor_release_epochs": 0, "train.checkpoint_every": None}  # fmt: skip
@@ -81,11 +81,15 @@ def test_an_older_run_folder_resumes_to_a_report(tmp_path, monkeypatch, capsys):
 
 def test_a_setting_added_since_keeps_the_behaviour_the_run_began_with(tmp_path, capsys):
     """A folder saved before `train.anchor_plateau` and `train.free_epochs` let the anchor go right after
-    anchor_epochs and trained on to train.epochs: it resumes so."""
+    anchor_epochs and trained on to train.epochs, and one saved before `pretrain.max_steps` ran all the
+    autoencoder's epochs: it resumes so."""
     cfg = compose_config([], tmp_path)
     saved = OmegaConf.create(OmegaConf.to_container(cfg))
     del saved.train["anchor_plateau"], saved.train["free_epochs"]
+    del saved.pretrain["max_steps"], saved.pretrain["min_epochs"]
     migrated = cli.migrate(saved, cfg)
     assert migrated.train.anchor_plateau == 0.0 != cfg.train.anchor_plateau
     assert migrated.train.free_epochs is None and cfg.train.free_epochs == 0
+    assert migrated.pretrain.max_steps is None and cfg.pretrain.max_steps == 4000
+    assert pretrain.autoencoder_epochs(migrated.pretrain, 70_000) == migrated.pretrain.epochs
     assert "train.anchor_plateau" in capsys.readouterr().err

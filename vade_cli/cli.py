@@ -94,6 +94,7 @@ RETIRED = {
 ADDED_WITH_OLD_BEHAVIOUR = {
     "train.anchor_plateau": 0.0,  # the anchor let go right after train.anchor_epochs
     "train.free_epochs": None,  # free epochs ran on to train.epochs
+    "pretrain.max_steps": None,  # the autoencoder ran all pretrain.epochs
 }
 
 

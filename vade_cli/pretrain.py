@@ -56,7 +56,7 @@ def autoencoder_epochs(cfg: DictConfig, n_samples: int) -> int:
     if cfg.get("max_steps") is None:
         return epochs
     steps_per_epoch = math.ceil(n_samples / min(int(cfg.batch_size), n_samples))
-    return min(epochs, max(int(cfg.get("min_epochs", 0)), math.ceil(int(cfg.max_steps) / steps_per_epoch)))
+    return min(epochs, max(int(cfg.min_epochs), math.ceil(int(cfg.max_steps) / steps_per_epoch)))
 
 
 def cache_key(data_fingerprint: str, n_samples: int, model_cfg: DictConfig, pretrain_cfg: DictConfig, seed: int,
@@ -153,7 +153,7 @@ def pretrain_autoencoder(
 
     def stop_when(history: list[dict[str, Any]]) -> str | None:
         if epochs < int(cfg.epochs) and len(history) >= epochs:
-            return f"step budget (pretrain.max_steps={cfg.max_steps}, pretrain.min_epochs={cfg.get('min_epochs', 0)})"
+            return f"step budget (pretrain.max_steps={cfg.max_steps}, pretrain.min_epochs={cfg.min_epochs})"
         return plateau(history) if plateau is not None else None
 
     phase = Phase("pretrain", step, ae, optimizer, scheduler, generator, n_samples=len(x),

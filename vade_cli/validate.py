@@ -101,9 +101,9 @@ def check_config(cfg: DictConfig) -> None:
     positive_int("pretrain.umap_neighbors", pre.umap_neighbors)
     positive_int("pretrain.init_draws", pre.init_draws)
     non_negative_int("pretrain.output_refit_epochs", pre.output_refit_epochs)
-    if pre.get("max_steps") is not None:
+    if pre.max_steps is not None:
         positive_int("pretrain.max_steps", pre.max_steps)
-    non_negative_int("pretrain.min_epochs", pre.get("min_epochs", 0))
+    non_negative_int("pretrain.min_epochs", pre.min_epochs)
 
     train = cfg.train
     non_negative_int("train.epochs", train.epochs)  # 0: stop after the prior init (the AE + init baseline)
