@@ -41,12 +41,14 @@ clean:  ## remove run folders and caches
 
 # Extra arguments for the reproduce targets, e.g. REPRODUCE_ARGS='--out results device=cuda'.
 REPRODUCE_ARGS ?=
+# default: `vade-run dataset=NAME` on each of the paper's datasets present; paper: the presets (experiment=NAME).
+RECIPE ?= default
 
 table:  ## tabulate a sweep folder into table.md/.csv (DIR=multirun/<date>/<time>; default: newest)
 	$(PYTHON) -m vade_cli.sweeps.table $(DIR)
 
-reproduce-table:  ## paper presets x SEEDS for each dataset present; reproduce.md beside the paper's numbers
-	$(PYTHON) -m vade_cli.sweeps.reproduce --seeds $(SEEDS) $(REPRODUCE_ARGS)
+reproduce-table:  ## RECIPE x SEEDS on each of the paper's datasets present; reproduce.md beside the paper's numbers (run again to continue)
+	$(PYTHON) -m vade_cli.sweeps.reproduce --recipe $(RECIPE) --seeds $(SEEDS) $(REPRODUCE_ARGS)
 
 reproduce-table-quick:  ## the same, end to end on digits and synthetic with tiny settings (a smoke test)
 	$(PYTHON) -m vade_cli.sweeps.reproduce --quick --seeds 0,1 $(REPRODUCE_ARGS)

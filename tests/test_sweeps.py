@@ -449,7 +449,7 @@ def test_published_numbers_sit_beside_the_measured_ones():
         94.46,
         84.30,
     )
-    md = reproduce.render_markdown(rows, {"har": "HAR files not found"}, [0, 1], quick=False)
+    md = reproduce.render_markdown(rows, {"har": "HAR files not found"}, [0, 1], "paper")
     assert "| mnist | MNIST | 100 | 10 | 2 | 0-1 | 91.00 ± 1.41 | 92.00 | 94.46 |" in md
     assert "IJCAI 2017, Table 2" in md and "best run" in md and "mean ± std" in md
     assert "- har: HAR files not found" in md and "Reuters (VaDE 79.38)" in md
@@ -469,6 +469,29 @@ def test_one_sweep_covers_every_present_preset():
     )
     assert cmd[1:4] == ["-m", "vade_cli.cli", "-m"]
     assert cmd[4:] == ["experiment=mnist,usps", "seed=0,1,2", "device=cuda", "hydra.sweep.dir='/tmp/my runs'"]
+
+
+def test_the_default_recipe_table_runs_what_a_user_types_on_the_papers_datasets(tmp_path):
+    """`make reproduce-table` (recipe default): `vade-run dataset=NAME`, exactly, on every dataset a preset has."""
+    assert set(reproduce.DEFAULT.names) == set(reproduce.PAPER.names) and reproduce.DEFAULT.settings == ()
+    job = reproduce.compose_job(reproduce.DEFAULT, "usps", [])
+    typed = compose_config(["dataset=usps"], tmp_path)
+    assert {k: job[k] for k in job if k != "paths"} == {k: typed[k] for k in typed if k != "paths"}
+    assert job.train != reproduce.compose_job(reproduce.PAPER, "usps", []).train  # the preset: another recipe
+    cmd = reproduce.sweep_command(reproduce.DEFAULT, ["usps", "mnist"], [0, 1], Path("/tmp/r"), [])
+    assert cmd[4:6] == ["dataset=usps,mnist", "seed=0,1"]
+    assert "the default recipe (`vade-run dataset=NAME`)" in reproduce.render_markdown([], {}, [0, 1], "default")
+
+
+def test_the_same_reproduce_command_continues_in_the_same_folder():
+    """Interrupted overnight, `make reproduce-table SEEDS=...` again finds the jobs it finished (kept by the CLI)."""
+    args = reproduce.parse_args(["--seeds", "0,1,2"])
+    assert (args.recipe, args.quick) == ("default", False)
+    first = reproduce.default_out("default", args.seeds)
+    assert first == reproduce.default_out("default", [0, 1, 2]) == Path("multirun/reproduce/default-seeds-0-1-2")
+    assert reproduce.default_out("paper", [0, 1, 2]) != first != reproduce.default_out("default", [0, 1])
+    other = reproduce.default_out("default", [0, 1, 2], ["pretrain.epochs=5"])  # other settings: other checkpoints
+    assert other != first and other == reproduce.default_out("default", [0, 1, 2], ["pretrain.epochs=5"])
 
 
 @pytest.mark.slow  # a whole sweep in subprocesses: make test-slow
@@ -517,3 +540,12 @@ def test_a_sweep_started_again_in_its_folder_keeps_its_finished_jobs(tmp_path):
     assert "job already completed" in said and report_0.stat().st_mtime_ns == written
     assert json.loads((tmp_path / "sw" / "1" / "report.json").read_text())["status"] == "completed"
     assert "sweep: 2/2 jobs done" in said
+    # The folder reused with other settings: job 0's seed-0 run (checkpoints and all) is set aside, not resumed.
+    other = vade_run([*args, "seed=2"], cwd=tmp_path)
+    assert other.returncode == 0, other.stderr
+    report = json.loads(report_0.read_text())
+    assert (report["config"]["seed"], report["timings"]["resumed_in"]) == (2, None)
+    aside = tmp_path / "sw" / ".replaced" / "0-0"
+    assert json.loads((aside / "report.json").read_text())["config"]["seed"] == 0
+    assert (aside / "checkpoints" / "last.pt").is_file() and "other settings" in other.stdout + other.stderr
+    assert [r["seeds"] for r in read_csv(tmp_path / "sw" / "table.csv")] == ["1-2"]  # the set-aside run is no row

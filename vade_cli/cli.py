@@ -171,17 +171,49 @@ def finished_earlier(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     return saved if saved.get("status") == "completed" and same else None
 
 
+def earlier_config(run_dir: Path) -> dict[str, Any] | None:
+    """The config of the run whose files are in `run_dir` (its report, else its checkpoints), if any."""
+    for name in (checkpoint.REPORT, checkpoint.CONFIG):
+        try:
+            return json.loads((run_dir / name).read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def set_aside_another_config(cfg: DictConfig, run_dir: Path) -> None:
+    """A sweep folder reused with other settings: this job's folder holds another config's run. Its files
+    move to <sweep>/.replaced/<job>-<n>/ so that run is neither resumed as this one nor overwritten."""
+    saved = earlier_config(run_dir)
+    if saved is None or saved == OmegaConf.to_container(cfg, resolve=True):
+        return
+    moved = [p for p in run_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"]  # Hydra's, of this job
+    n = 0
+    while (target := run_dir.parent / checkpoint.REPLACED_DIR / f"{run_dir.name}-{n}").exists():
+        n += 1
+    target.mkdir(parents=True)
+    for path in moved:
+        path.rename(target / path.name)
+    report.console.print(f"note: {run_dir} held a run with other settings; moved to {target}, this job starts afresh",
+                         highlight=False, soft_wrap=True)
+
+
 def run_task(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> dict[str, Any]:
     from vade_cli.run import train_run
 
     changed = ""
     if cfg.resume:
         cfg, run_dir, changed = resume_config(cfg, list(HydraConfig.get().overrides.task))
-    done = finished_earlier(cfg, run_dir) if in_sweep and cfg.task == "train" and not cfg.resume else None
+    sweep_job = in_sweep and cfg.task == "train" and not cfg.resume
+    done = finished_earlier(cfg, run_dir) if sweep_job else None
     if done is not None:
         report.console.print(f"job already completed in {run_dir}: kept, not run again", highlight=False)
         return done["final_elbo"]
+    if sweep_job:
+        set_aside_another_config(cfg, run_dir)
     if cfg.task == "train":
+        config = {"config": OmegaConf.to_container(cfg, resolve=True)}
+        checkpoint.atomic_write_json(run_dir / checkpoint.CONFIG, config)  # before any checkpoint of it
         result = train_run(cfg, run_dir)
         report.print_summary(result)
         if changed:  # after the run: a bad checkpoint must still fail in one line

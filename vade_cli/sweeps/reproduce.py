@@ -1,24 +1,26 @@
-"""`make reproduce-table`: the paper presets over seeds, measured beside the published numbers.
+"""`make reproduce-table`: the paper's datasets over seeds, measured beside the published numbers.
 
-The presets whose data files are present run as one sweep, `vade-run -m experiment=a,b seed=...`,
-in a subprocess (exactly what a user would type) into <out>/, where the sweep callback writes its
-table.md; then every job is aggregated by `vade_cli.sweeps.table` into reproduce.md / reproduce.csv beside
-it. Missing datasets are skipped and named, never fatal.
+The datasets whose files are present run as one sweep in a subprocess (exactly what a user would
+type): `vade-run -m dataset=a,b seed=...` with the default recipe, or `experiment=a,b` with the
+paper presets (`--recipe paper`), into <out>/, where the sweep callback writes its table.md and a
+progress line; then every job is aggregated by `vade_cli.sweeps.table` into reproduce.md /
+reproduce.csv beside it. Missing datasets are skipped and named, never fatal. The same command
+again continues in the same folder: finished jobs are kept, the rest run.
 
-    python -m vade_cli.sweeps.reproduce [--quick] [--seeds 0,1,2,3,4] [--out DIR] [OVERRIDE ...]
+    python -m vade_cli.sweeps.reproduce [--recipe default|paper] [--quick] [--seeds 0,1,2] [--out DIR] [OVERRIDES]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +58,20 @@ PUBLISHED = {
 
 @dataclass(frozen=True)
 class Plan:
-    """One reproduce run: a single sweep of `key` over the presets present, with fixed `settings`.
+    """One reproduce run: a single sweep of `key` (dataset or experiment) over the `names` whose data
+    is present, with fixed `settings`.
 
-    Each preset is named after the dataset its reports carry, so rows match the paper by that name.
+    Each name is the dataset its reports carry, so rows match the paper by that name.
     """
 
     key: str
-    presets: tuple[str, ...]
+    names: tuple[str, ...]
     settings: tuple[str, ...] = ()
 
 
 PAPER = Plan("experiment", ("mnist", "har", "reuters10k", "fashion_mnist", "usps"))
+# What a user gets from `vade-run dataset=NAME`, on the same datasets, quickest first: the overnight table.
+DEFAULT = Plan("dataset", ("reuters10k", "usps", "har", "mnist", "fashion_mnist"))
 # Quick mode: the same pipeline end to end in seconds, on data that ships with the package.
 QUICK = Plan(
     "dataset",
@@ -74,13 +79,19 @@ QUICK = Plan(
     ("dataset.limit=300", "model=small", "pretrain=ae", "pretrain.init=gmm", "pretrain.epochs=1", "train.epochs=1", "report.figures=false",
      "device=cpu", "device.threads=1"),  # one thread: a tiny model gains nothing from more, and loses under load
 )  # fmt: skip
+RECIPES = {"default": DEFAULT, "paper": PAPER}
+SETUP = {  # what the caption says was run, by recipe (quick: --quick)
+    "default": "the default recipe (`vade-run dataset=NAME`)",
+    "paper": "the presets in vade_cli/conf/experiment/",
+    "quick": "digits and synthetic data",
+}
 
 
 # ---------------------------------------------------------------- which datasets are here
 
 
-def compose_preset(plan: Plan, name: str, extra: Sequence[str]) -> Any:
-    """The preset's full config, composed as `vade-run` would (Hydra's own overrides left out)."""
+def compose_job(plan: Plan, name: str, extra: Sequence[str]) -> Any:
+    """One job's full config, composed as `vade-run` would (Hydra's own overrides left out)."""
     from hydra import compose, initialize_config_module
 
     task_extra = [o for o in extra if not o.lstrip("+~").startswith("hydra")]
@@ -89,7 +100,7 @@ def compose_preset(plan: Plan, name: str, extra: Sequence[str]) -> Any:
 
 
 def missing_reason(plan: Plan, name: str, extra: Sequence[str] = ()) -> str | None:
-    """None when the preset's data loads; otherwise why not, in one line. Never downloads."""
+    """None when the job's data loads; otherwise why not, in one line. Never downloads."""
     from hydra.errors import HydraException
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
@@ -98,7 +109,7 @@ def missing_reason(plan: Plan, name: str, extra: Sequence[str] = ()) -> str | No
     from vade_cli.errors import UserError
 
     try:
-        cfg = compose_preset(plan, name, extra)
+        cfg = compose_job(plan, name, extra)
         with open_dict(cfg):
             if "download" in cfg.dataset:
                 cfg.dataset.download = False  # a presence check must not fetch 50 MB as a side effect
@@ -121,7 +132,7 @@ def override_value(value: str) -> str:
 def sweep_command(
     plan: Plan, names: Sequence[str], seeds: Sequence[int], out: Path, extra: Sequence[str]
 ) -> list[str]:
-    """One `vade-run -m <key>=a,b seed=0,1,...` over every present preset, run by this very interpreter."""
+    """One `vade-run -m <key>=a,b seed=0,1,...` over every present name, run by this very interpreter."""
     return [
         sys.executable, "-m", "vade_cli.cli", "-m",
         f"{plan.key}={','.join(names)}",
@@ -170,18 +181,17 @@ def results_table(rows: Sequence[dict[str, Any]]) -> str:
     return table.markdown_table(header, body, left={"dataset", "paper's name"})
 
 
-def caption(seeds: Sequence[int], quick: bool) -> str:
+def caption(seeds: Sequence[int], recipe: str) -> str:
     """Where the published numbers come from, and why ours are not the same kind of number."""
     seed_list = ",".join(str(s) for s in seeds)
-    setup = "digits and synthetic data" if quick else "the presets in vade_cli/conf/experiment/"
     text = (
         f"Published numbers: {SOURCE} (clustering ACC, %). The paper reports its best run; we report "
-        f"mean ± std (sample std, n-1) over seeds {seed_list} with {setup}: compare the paper's number with "
+        f"mean ± std (sample std, n-1) over seeds {seed_list} with {SETUP[recipe]}: compare the paper's number with "
         "our best run ('VaDE best'), and read our mean as what a typical run gives. Our init is the prior "
         "initialised (pretrain.init) on the latent means of our end-to-end pretrained autoencoder, before VaDE "
         "training; the paper's AE+GMM used a stacked denoising autoencoder, pretrained layer-wise."
     )
-    if quick:
+    if recipe == "quick":
         text += (
             " Quick mode: tiny settings (model=small, one epoch per phase, a few hundred samples): "
             "a check that the pipeline runs end to end, not a reproduction."
@@ -190,11 +200,11 @@ def caption(seeds: Sequence[int], quick: bool) -> str:
 
 
 def render_markdown(
-    rows: Sequence[dict[str, Any]], skipped: dict[str, str], seeds: Sequence[int], quick: bool
+    rows: Sequence[dict[str, Any]], skipped: dict[str, str], seeds: Sequence[int], recipe: str
 ) -> str:
     """reproduce.md: the comparison, what was skipped and why, and every failure with its error."""
     done = [r for r in rows if r["status"] == table.COMPLETED]
-    parts = ["# VaDE: measured beside the published numbers\n", caption(seeds, quick) + "\n"]
+    parts = ["# VaDE: measured beside the published numbers\n", caption(seeds, recipe) + "\n"]
     parts.append(results_table(done) if done else "No dataset finished a run.\n")
     unrun = [
         f"{p.name} (VaDE {p.vade:.2f})"
@@ -247,28 +257,40 @@ def parse_seeds(text: str) -> list[int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m vade_cli.sweeps.reproduce",
-        description="Run the paper presets over seeds for every dataset present; tabulate beside the paper.",
+        description="Run the paper's datasets over seeds for every one present; tabulate beside the paper.",
     )
+    parser.add_argument(
+        "--recipe", choices=tuple(RECIPES), default="default",
+        help="default: `vade-run dataset=NAME`; paper: the presets (`experiment=NAME`)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="digits and synthetic, tiny settings (seconds)")
     parser.add_argument(
         "--seeds", type=parse_seeds, default=[0, 1, 2, 3, 4], help="comma-separated (0,1,2,3,4)"
     )
-    parser.add_argument("--out", type=Path, help="output folder (default: multirun/reproduce[-quick]/<time>)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: multirun/reproduce/<recipe>-seeds-<seeds>[-<overrides' hash>])",
+    )
     parser.add_argument(
         "overrides", nargs="*", help="extra vade-run overrides for every sweep, e.g. device=cuda"
     )
     return parser.parse_args(argv)
 
 
-def default_out(quick: bool) -> Path:
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    return Path("multirun") / ("reproduce-quick" if quick else "reproduce") / stamp
+def default_out(recipe: str, seeds: Sequence[int], overrides: Sequence[str] = ()) -> Path:
+    """One folder per command (recipe, seeds, overrides), so the same command again continues where it
+    stopped, and another never meets its checkpoints."""
+    name = f"{recipe}-seeds-{'-'.join(str(s) for s in seeds)}"
+    if overrides:
+        name += "-" + hashlib.sha1("\0".join(overrides).encode()).hexdigest()[:8]
+    return Path("multirun") / "reproduce" / name
 
 
-def present_presets(plan: Plan, extra: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """The presets whose data loads, and the others with the reason, each named on stderr."""
+def present_datasets(plan: Plan, extra: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The names whose data loads, and the others with the reason, each named on stderr."""
     present, skipped = [], {}
-    for name in plan.presets:
+    for name in plan.names:
         reason = missing_reason(plan, name, extra)
         if reason is None:
             present.append(name)
@@ -281,9 +303,10 @@ def present_presets(plan: Plan, extra: Sequence[str]) -> tuple[list[str], dict[s
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 when every job ran, 1 when some failed, 2 when no dataset was present at all."""
     args = parse_args(argv)
-    out = args.out or default_out(args.quick)
-    plan = QUICK if args.quick else PAPER
-    present, skipped = present_presets(plan, args.overrides)
+    recipe = "quick" if args.quick else args.recipe
+    out = args.out or default_out(recipe, args.seeds, args.overrides)
+    plan = QUICK if args.quick else RECIPES[recipe]
+    present, skipped = present_datasets(plan, args.overrides)
     jobs: list[dict[str, Any]] = []
     if present:
         cmd = sweep_command(plan, present, args.seeds, out, args.overrides)
@@ -291,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(cmd, check=False)  # failed jobs become failed rows; the table is written regardless
         jobs = table.load_jobs(out) if out.is_dir() and table.find_job_dirs(out) else []
     rows = comparison_rows(table.aggregate(jobs, keys=()))
-    checkpoint.atomic_write_text(out / "reproduce.md", render_markdown(rows, skipped, args.seeds, args.quick))
+    checkpoint.atomic_write_text(out / "reproduce.md", render_markdown(rows, skipped, args.seeds, recipe))
     checkpoint.atomic_write_text(out / "reproduce.csv", render_csv(rows))
     print((out / "reproduce.md").read_text(), end="")
     print(f"wrote {out / 'reproduce.md'} and {out / 'reproduce.csv'}", file=sys.stderr)

@@ -68,7 +68,8 @@ def find_job_dirs(sweep_dir: Path) -> list[Path]:
     """Job folders under `sweep_dir` (its own .hydra/overrides.yaml or a report.json), in job order."""
     found = {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
     found |= {p.parent for p in sweep_dir.rglob(checkpoint.REPORT)}
-    return sorted((d for d in found if ".submitit" not in d.parts), key=lambda d: _natural(d, sweep_dir))
+    own = (d for d in found if ".submitit" not in d.parts and checkpoint.REPLACED_DIR not in d.parts)
+    return sorted(own, key=lambda d: _natural(d, sweep_dir))
 
 
 def _natural(job_dir: Path, root: Path) -> tuple[tuple[int, int | str], ...]:
