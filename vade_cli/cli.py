@@ -212,8 +212,6 @@ def run_task(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> dict[str
     if sweep_job:
         set_aside_another_config(cfg, run_dir)
     if cfg.task == "train":
-        config = {"config": OmegaConf.to_container(cfg, resolve=True)}
-        checkpoint.atomic_write_json(run_dir / checkpoint.CONFIG, config)  # before any checkpoint of it
         result = train_run(cfg, run_dir)
         report.print_summary(result)
         if changed:  # after the run: a bad checkpoint must still fail in one line

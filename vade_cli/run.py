@@ -59,6 +59,8 @@ def train_run(cfg: DictConfig, run_dir: Path, progress_enabled: bool = True) -> 
     t_start = time.perf_counter()
     device, dataset = prepare(cfg)
     run_dir = Path(run_dir)
+    # Whose checkpoints these are: a sweep started again in this folder resumes them only for this config.
+    checkpoint.atomic_write_json(run_dir / checkpoint.CONFIG, {"config": OmegaConf.to_container(cfg, resolve=True)})
     seed = int(cfg.seed)
     seed_everything(seed)
     model = build_model(cfg, dataset).to(device)
