@@ -223,26 +223,16 @@ def test_the_anchor_holds_while_the_loss_still_falls_and_never_returns():
     assert not still_anchored(falling[:11] + history([40.0], anchored=False), 10, 0.01)  # once released, always
 
 
-def test_a_plateau_stop_needs_two_windows():
-    from vade_cli.train import PLATEAU_WINDOW, plateau_stop
-
-    flat = [{"loss": 100.0}] * (2 * PLATEAU_WINDOW)
-    falling = [{"loss": 100.0 - 5 * e} for e in range(2 * PLATEAU_WINDOW)]
-    rule = plateau_stop(0.01)
-    assert rule(flat) and not rule(flat[:-1]) and not rule(falling)
-    assert plateau_stop(0.0) is None  # 0: the phase runs all its epochs
-
-
 def test_early_stops_are_reported_and_a_resume_does_not_train_past_them(make_cfg, tmp_path):
     """A stopped phase saves its checkpoint; resuming it trains no further epoch and gives the same numbers."""
     from vade_cli import checkpoint
     from vade_cli.run import train_run
 
-    cfg = make_cfg("dataset=synthetic", "dataset.n_samples=200", "pretrain.epochs=40", "pretrain.stop_plateau=0.5",
+    cfg = make_cfg("dataset=synthetic", "dataset.n_samples=200", "pretrain.epochs=40", "pretrain.max_steps=4",
                    "train.epochs=40", "train.anchor_epochs=3", "train.anchor_plateau=0",
                    "train.free_epochs=2", "pretrain.cache=false")
     first = train_run(cfg, tmp_path / "run", progress_enabled=False)
-    assert first["stopped"]["pretrain"].startswith("loss plateau") and "free epochs" in first["stopped"]["train"]
+    assert first["stopped"]["pretrain"].startswith("step budget") and "free epochs" in first["stopped"]["train"]
     assert first["epochs"] == 5 and first["anchored_epochs"] == 3
     again = train_run(cfg, tmp_path / "run", progress_enabled=False)  # resumes from the phase-end checkpoint
     assert checkpoint.load(tmp_path / "run" / checkpoint.LAST, kind="train")["epoch"] == 5

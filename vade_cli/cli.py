@@ -86,6 +86,7 @@ RETIRED = {
     "pretrain.output_refit_scope": "the refit fits the output layer alone",
     "train.anchor_release_epochs": "the anchor lets go at once after train.anchor_epochs",
     "train.checkpoint_every": "checkpoints follow the clock, train.checkpoint_every_s",
+    "pretrain.stop_plateau": "the autoencoder's length is its step budget, pretrain.max_steps",
 }
 
 

@@ -25,7 +25,7 @@ from vade_cli import checkpoint
 from vade_cli.device import Compute
 from vade_cli.errors import CheckpointError
 from vade_cli.model import VaDE
-from vade_cli.train import Phase, StopRequest, adam, fit_minibatches, plateau_stop, run_phase, step_lr_factor
+from vade_cli.train import Phase, StopRequest, adam, fit_minibatches, run_phase, step_lr_factor
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,6 @@ def cache_key(data_fingerprint: str, n_samples: int, model_cfg: DictConfig, pret
         "seed": seed,
         "bf16": bf16,
     }
-    if float(pretrain_cfg.get("stop_plateau", 0)) > 0:  # keys written before the rule stay valid
-        relevant["recipe"]["stop_plateau"] = float(pretrain_cfg.stop_plateau)
     if pretrain_cfg.loss == "likelihood":  # the reconstruction loss depends on these only through it
         relevant["likelihood"] = likelihood
         if likelihood == "gaussian":
@@ -149,12 +147,11 @@ def pretrain_autoencoder(
             return (model.autoencoder_mse(x[idx]) if mse else model.autoencoder_loss(x[idx])), None
 
     epochs = autoencoder_epochs(cfg, len(x))
-    plateau = plateau_stop(float(cfg.stop_plateau))
 
     def stop_when(history: list[dict[str, Any]]) -> str | None:
         if epochs < int(cfg.epochs) and len(history) >= epochs:
             return f"step budget (pretrain.max_steps={cfg.max_steps}, pretrain.min_epochs={cfg.min_epochs})"
-        return plateau(history) if plateau is not None else None
+        return None
 
     phase = Phase("pretrain", step, ae, optimizer, scheduler, generator, n_samples=len(x),
                   batch_size=min(int(cfg.batch_size), len(x)), epochs=epochs,

@@ -171,7 +171,7 @@ def finish(cfg: DictConfig, run_dir: Path, model: VaDE, dataset: data.Dataset, x
               "partition_metrics": snapshot.get("partition_metrics")},
         anchored_epochs=sum(bool(r.get("anchored")) for r in history),  # q(c|x) held at the partition
         pretrain_cache_hit=bool(pretrain_summary["cache_hit"]),
-        # why each phase ended: its last epoch, or the label-free rule that stopped it (pretrain/train.stop_plateau)
+        # why each phase ended: its last epoch, or the rule that stopped it (step budget, anchor's release)
         stopped={"pretrain": stop_reason(pretrain_summary["history"]), "train": stop_reason(history)},
         timings={
             "pretrain_s": float(pretrain_summary["seconds"]),

@@ -390,18 +390,6 @@ def plateaued(losses: list[float], tol: float) -> bool:
     return before - recent < tol * abs(before)
 
 
-def plateau_stop(tol: float) -> Callable[[list[dict[str, Any]]], str | None] | None:
-    """A `Phase.stop_when` that ends the phase once its loss plateaus (None for tol 0: all epochs run)."""
-    if tol <= 0:
-        return None
-
-    def stop_when(history: list[dict[str, Any]]) -> str | None:
-        losses = [r["loss"] for r in history]
-        return f"loss plateau (< {tol:g} per {PLATEAU_WINDOW} epochs)" if plateaued(losses, tol) else None
-
-    return stop_when
-
-
 def still_anchored(history: list[dict[str, Any]], min_epochs: int, plateau: float) -> bool:
     """Whether the next epoch keeps q(c|x) at the partition (label-free, from the loss alone).
 

@@ -121,9 +121,8 @@ def check_config(cfg: DictConfig) -> None:
     non_negative_int("train.anchor_epochs", train.anchor_epochs)
     if train.free_epochs is not None:
         non_negative_int("train.free_epochs", train.free_epochs)
-    for key, value in (("train.anchor_plateau", train.anchor_plateau), ("pretrain.stop_plateau", pre.stop_plateau)):
-        if not _is_number(value) or value < 0:
-            raise ConfigError(f"{key} must be a number >= 0 (0: off), got {value!r}")
+    if not _is_number(train.anchor_plateau) or train.anchor_plateau < 0:
+        raise ConfigError(f"train.anchor_plateau must be a number >= 0 (0: off), got {train.anchor_plateau!r}")
     non_negative_int("train.warmup_epochs", train.warmup_epochs)
     if cfg.device.threads is not None:
         positive_int("device.threads", cfg.device.threads)
