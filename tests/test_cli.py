@@ -92,3 +92,25 @@ def test_one_line_folds_hydra_messages_for_the_terminal_and_bounds_table_cells()
 def test_decimal_formats_numbers_only():
     assert decimal(0.123456) == "0.1235" and decimal(12.345, 1) == "12.3" and decimal(3, 2) == "3.00"
     assert decimal(None) == "-" and decimal(True) == "-" and decimal("0.5") == "-"
+
+
+def test_a_folder_holding_another_configs_run_is_set_aside_not_resumed(tmp_path):
+    """`hydra.run.dir` / `hydra.sweep.dir` reused with other settings: the earlier run's files move aside."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from vade_cli import checkpoint
+
+    run_dir = tmp_path / "sweep" / "0"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "cli.log").write_text("this job's own log\n")
+    checkpoint.atomic_write_json(run_dir / checkpoint.CONFIG, {"config": {"seed": 0}})
+    (run_dir / checkpoint.LAST).write_bytes(b"seed 0's model")
+    cli.set_aside_another_config(OmegaConf.create({"seed": 0}), run_dir)  # the same config: resumed as is
+    assert (run_dir / checkpoint.LAST).is_file()
+    cli.set_aside_another_config(OmegaConf.create({"seed": 2}), run_dir)
+    aside = tmp_path / "sweep" / checkpoint.REPLACED_DIR / "0-0"
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "cli.log"]
+    assert (aside / checkpoint.LAST).read_bytes() == b"seed 0's model"
+    assert json.loads((aside / checkpoint.CONFIG).read_text())["config"] == {"seed": 0}

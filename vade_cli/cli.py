@@ -183,8 +183,9 @@ def earlier_config(run_dir: Path) -> dict[str, Any] | None:
 
 
 def set_aside_another_config(cfg: DictConfig, run_dir: Path) -> None:
-    """A sweep folder reused with other settings: this job's folder holds another config's run. Its files
-    move to <sweep>/.replaced/<job>-<n>/ so that run is neither resumed as this one nor overwritten."""
+    """A folder reused with other settings (`hydra.sweep.dir`, `hydra.run.dir`) holds another config's run.
+    Its files move to <parent>/.replaced/<name>-<n>/ so that run is neither resumed as this one nor
+    overwritten."""
     saved = earlier_config(run_dir)
     if saved is None or saved == OmegaConf.to_container(cfg, resolve=True):
         return
@@ -205,12 +206,12 @@ def run_task(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> dict[str
     changed = ""
     if cfg.resume:
         cfg, run_dir, changed = resume_config(cfg, list(HydraConfig.get().overrides.task))
-    sweep_job = in_sweep and cfg.task == "train" and not cfg.resume
-    done = finished_earlier(cfg, run_dir) if sweep_job else None
+    fresh_train = cfg.task == "train" and not cfg.resume
+    done = finished_earlier(cfg, run_dir) if in_sweep and fresh_train else None
     if done is not None:
         report.console.print(f"job already completed in {run_dir}: kept, not run again", highlight=False)
         return done["final_elbo"]
-    if sweep_job:
+    if fresh_train:
         set_aside_another_config(cfg, run_dir)
     if cfg.task == "train":
         result = train_run(cfg, run_dir)
