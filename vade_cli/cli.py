@@ -161,24 +161,25 @@ def finished_earlier(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     A sweep started again into its own folder (`hydra.sweep.dir=...`, `make reproduce-table`) keeps
     the jobs it finished and runs only the rest.
     """
-    path = run_dir / checkpoint.REPORT
-    if not path.is_file():
-        return None
+    saved = saved_json(run_dir / checkpoint.REPORT)
+    same = saved.get("config") == OmegaConf.to_container(cfg, resolve=True)
+    return saved if saved.get("status") == "completed" and same else None
+
+
+def saved_json(path: Path) -> dict[str, Any]:
+    """A run-folder JSON file's contents; {} when it is missing or unreadable."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
-    same = saved.get("config") == OmegaConf.to_container(cfg, resolve=True)
-    return saved if saved.get("status") == "completed" and same else None
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def earlier_config(run_dir: Path) -> dict[str, Any] | None:
     """The config of the run whose files are in `run_dir` (its report, else its checkpoints), if any."""
     for name in (checkpoint.REPORT, checkpoint.CONFIG):
-        try:
-            return json.loads((run_dir / name).read_text())["config"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+        if "config" in (saved := saved_json(run_dir / name)):
+            return saved["config"]
     return None
 
 
